@@ -1,1 +1,12 @@
+//! End-to-end tests of the `clawgate` binary, built as one test binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)] // test code
 
+mod common;
+mod crash;
+mod leaks;
+mod vault_cli;
