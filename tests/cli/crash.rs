@@ -60,6 +60,9 @@ fn sigkill_in_the_middle_of_rotation_loses_nothing() {
                         _ => break,
                     }
                 }
+                if round == 0 {
+                    assert_no_core_dumps(child.id());
+                }
                 child.kill().unwrap(); // SIGKILL on Unix
             }
             None => {
@@ -115,4 +118,15 @@ fn args(state: &std::path::Path, a: &[&str]) -> std::process::Command {
     let mut cmd = clawgate(state);
     cmd.env("CLAWGATE_LOG", "warn").args(a);
     cmd
+}
+
+/// The live process runs with core dumps off (main() hardens itself before anything else).
+fn assert_no_core_dumps(pid: u32) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
 }

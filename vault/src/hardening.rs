@@ -118,6 +118,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn process_hardening_takes_effect() {
+        let report = harden_process();
+        assert_eq!(
+            report,
+            HardeningReport {
+                core_dumps_disabled: true,
+                non_dumpable: true
+            }
+        );
+        // SAFETY: PR_GET_DUMPABLE takes no pointers.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+        let mut limit = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        // SAFETY: getrlimit writes into the struct we own.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) }, 0);
+        assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
+    }
+
+    #[test]
     fn key_is_moved_and_source_wiped() {
         let mut raw = [7u8; KEY_LEN];
         let key = KeyBytes::from_array(&mut raw);
