@@ -868,40 +868,50 @@ impl Vault {
     /// resolution is logged (names, tool and hosts; never the value).
     pub fn resolve(&self, reference: &SecretRef, ctx: &ResolveContext<'_>) -> Result<SecretString> {
         let name = reference.name.as_str();
-        let hosts =
-            (!ctx.hosts.is_empty()).then(|| serde_json::to_string(ctx.hosts).unwrap_or_default());
         let master = self.master.read().map_err(|_| Error::Poisoned)?;
         let conn = self.lock()?;
-        let log = |conn: &Connection, version, outcome, detail| {
-            log_change(
-                conn,
-                Change {
-                    action: "resolve",
-                    name: Some(name),
-                    version,
-                    tool: Some(ctx.tool),
-                    hosts: hosts.clone(),
-                    outcome,
-                    detail,
+        // One transaction for the lookup and its log entry: the WAL read lock is taken once.
+        let tx = conn.unchecked_transaction()?;
+        let (outcome, version, detail, result) = match Self::current_row(&tx, name)? {
+            None => (
+                "not-found",
+                None,
+                None,
+                Err(Error::NotFound(name.to_owned())),
+            ),
+            Some(row) => match Scope::from_json(&row.scope).and_then(|scope| {
+                scope.check(ctx).map_err(|reason| Error::OutOfScope {
+                    name: name.to_owned(),
+                    reason,
+                })
+            }) {
+                Err(e @ Error::OutOfScope { .. }) => {
+                    ("denied", Some(row.version), Some(e.to_string()), Err(e))
+                }
+                // The AEAD also authenticates the scope just checked: a widened scope fails here.
+                Ok(()) => match self.open_record(&tx, &master, &row) {
+                    Ok(value) => ("ok", Some(row.version), None, Ok(value)),
+                    Err(e) => ("error", Some(row.version), Some(e.to_string()), Err(e)),
                 },
-            )
+                Err(e) => ("error", Some(row.version), Some(e.to_string()), Err(e)),
+            },
         };
-        let Some(row) = Self::current_row(&conn, name)? else {
-            log(&conn, None, "not-found", None)?;
-            return Err(Error::NotFound(name.to_owned()));
-        };
-        let scope = Scope::from_json(&row.scope)?;
-        if let Err(reason) = scope.check(ctx) {
-            log(&conn, Some(row.version), "denied", Some(reason.clone()))?;
-            return Err(Error::OutOfScope {
-                name: name.to_owned(),
-                reason,
-            });
-        }
-        // The AEAD also authenticates the scope just checked: a widened scope fails here.
-        let value = self.open_record(&conn, &master, &row)?;
-        log(&conn, Some(row.version), "ok", None)?;
-        Ok(value)
+        let hosts =
+            (!ctx.hosts.is_empty()).then(|| serde_json::to_string(ctx.hosts).unwrap_or_default());
+        log_change(
+            &tx,
+            Change {
+                action: "resolve",
+                name: Some(name),
+                version,
+                tool: Some(ctx.tool),
+                hosts,
+                outcome,
+                detail,
+            },
+        )?;
+        tx.commit()?;
+        result
     }
 
     /// Every live secret, by name.
