@@ -8,6 +8,7 @@
 
 mod bad_files;
 mod common;
+mod format;
 mod kat;
 mod model;
 mod plaintext;
