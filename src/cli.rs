@@ -27,6 +27,109 @@ pub(crate) enum Command {
     /// Manage the encrypted secrets vault.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Generate an Ed25519 bundle-signing key.
+    Keygen(KeygenArgs),
+    /// Sign, verify and test policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Classify tool calls: OpenClaw `before_tool_call` events on stdin (one JSON object per line,
+    /// bare or as {"event":…,"ctx":…}), or one shell command with --shell. Prints one JSON line each.
+    Classify(ClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClassifyArgs {
+    /// A policy directory or a signed bundle (default: the built-in default policy).
+    #[arg(long, value_name = "DIR|BUNDLE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Trust file for verifying a bundle given with --policy.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) trust: Option<PathBuf>,
+    /// Tenant for verifying a bundle given with --policy.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Autonomy tier 1-3 (default: the bundle's, else 1).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub(crate) tier: Option<u8>,
+    /// Classify this one shell command instead of reading events.
+    #[arg(long, value_name = "CMD")]
+    pub(crate) shell: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeygenArgs {
+    /// Id the key is pinned under ([A-Za-z0-9-_.:]{1,64}).
+    #[arg(long)]
+    pub(crate) key_id: String,
+    /// Where to write the secret key (created, mode 0600; never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_key: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Sign every file under DIR into a bundle (format: docs/bundle-format.md).
+    Sign {
+        /// The policy directory.
+        dir: PathBuf,
+        /// Secret key written by `clawgate keygen`.
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+        /// The key's id, as pinned by appliances.
+        #[arg(long)]
+        key_id: String,
+        /// Tenant the bundle is for.
+        #[arg(long)]
+        tenant: String,
+        /// Monotonic bundle version.
+        #[arg(long)]
+        version: u64,
+        /// Autonomy tier: 1 supervised, 2 balanced, 3 autonomous.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        tier: u8,
+        /// Days until the bundle expires.
+        #[arg(long, default_value_t = 7)]
+        expires_in_days: u32,
+        /// Issue time in Unix seconds (default: now).
+        #[arg(long)]
+        issued_at: Option<i64>,
+        /// Output file (created; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Load a policy directory (every rule's match/not_match examples are checked) and run
+    /// corpora of shell commands against it.
+    Test {
+        /// The policy directory.
+        dir: PathBuf,
+        /// JSON corpus: [{"command": "...", "expected_class": "red"}, ...]; each command must be
+        /// classified at least as strict as expected (repeatable).
+        #[arg(long, value_name = "FILE")]
+        corpus: Vec<PathBuf>,
+    },
+    /// Verify a bundle as an appliance would, and print its manifest.
+    Verify {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// Trust file pinning the signing keys.
+        #[arg(long, value_name = "FILE")]
+        trust: PathBuf,
+        /// This appliance's tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Highest version accepted so far; the bundle must be newer.
+        #[arg(long, default_value_t = 0)]
+        high_water: u64,
+        /// Also accept a bundle whose version equals the high-water mark.
+        #[arg(long)]
+        allow_current: bool,
+        /// Check against this time (Unix seconds) instead of now.
+        #[arg(long)]
+        now: Option<i64>,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How to unlock the vault. Without any of these, the key file `vault.key` in the state

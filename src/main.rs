@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a CLI: printing is its job
 
 mod cli;
+mod policy_cmd;
 mod state;
 mod vault_cmd;
 
@@ -44,6 +45,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
     let env = clawgate_protocol::env::ProcessEnv;
     match cli.command {
         cli::Command::Vault(cmd) => vault_cmd::run(&cli.global, &env, cmd),
+        cli::Command::Keygen(args) => policy_cmd::keygen(&args),
+        cli::Command::Policy(cmd) => policy_cmd::run(cmd),
+        cli::Command::Classify(args) => policy_cmd::classify(&args),
     }
 }
 

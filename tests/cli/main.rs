@@ -9,4 +9,5 @@
 mod common;
 mod crash;
 mod leaks;
+mod policy_cli;
 mod vault_cli;
