@@ -35,6 +35,40 @@ pub(crate) enum Command {
     /// Classify tool calls: OpenClaw `before_tool_call` events on stdin (one JSON object per line,
     /// bare or as {"event":…,"ctx":…}), or one shell command with --shell. Prints one JSON line each.
     Classify(ClassifyArgs),
+    /// Find secrets in a file or stdin: vault values (every encoding), credential formats,
+    /// high-entropy tokens. Prints byte offsets, never the secrets.
+    Scan(ScanArgs),
+    /// Print a file or stdin with every secret replaced (SECRET_REF(name) for vault values, a
+    /// stable placeholder otherwise): the engine the egress proxy uses.
+    Redact(RedactArgs),
+}
+
+/// Input and vault options shared by `scan` and `redact`.
+#[derive(Debug, Args)]
+pub(crate) struct RedactInput {
+    /// The file to read; `-` or nothing for standard input.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+    /// Do not load vault values (use only the credential rules and entropy).
+    #[arg(long)]
+    pub(crate) no_vault: bool,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    #[command(flatten)]
+    pub(crate) input: RedactInput,
+    /// One JSON array of {"start","end","rule","detector"} (byte offsets into the input).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RedactArgs {
+    #[command(flatten)]
+    pub(crate) input: RedactInput,
 }
 
 #[derive(Debug, Args)]

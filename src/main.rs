@@ -5,6 +5,7 @@
 
 mod cli;
 mod policy_cmd;
+mod redact_cmd;
 mod state;
 mod vault_cmd;
 
@@ -48,6 +49,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Keygen(args) => policy_cmd::keygen(&args),
         cli::Command::Policy(cmd) => policy_cmd::run(cmd),
         cli::Command::Classify(args) => policy_cmd::classify(&args),
+        cli::Command::Scan(args) => redact_cmd::scan(&cli.global, &env, &args),
+        cli::Command::Redact(args) => redact_cmd::redact(&cli.global, &env, &args),
     }
 }
 

@@ -51,6 +51,15 @@ fn no_command_prints_a_secret_value_unless_asked() {
         ),
         (vec!["vault", "log"], String::new()),
         (vec!["vault", "log", "--json"], String::new()),
+        (
+            vec!["scan"],
+            format!("leaked: {planted} and {planted_env}\n"),
+        ),
+        (vec!["scan", "--json"], format!("{{\"k\": \"{planted}\"}}")),
+        (
+            vec!["redact"],
+            format!("password={planted}\nurl=https://x:{planted}@h/\n"),
+        ),
         (vec!["vault", "rm", "planted"], String::new()),
         (vec!["vault", "accept-restore"], String::new()),
     ];

@@ -10,4 +10,5 @@ mod common;
 mod crash;
 mod leaks;
 mod policy_cli;
+mod redact_cli;
 mod vault_cli;

@@ -914,6 +914,36 @@ impl Vault {
         result
     }
 
+    /// Every live secret's current value, for building the redactor (which must know every
+    /// value to find it in prompts and tool output). Logged once as `load-for-redaction` with the
+    /// count; names only.
+    pub fn values_for_redaction(&self) -> Result<Vec<(SecretName, SecretString)>> {
+        let master = self.master.read().map_err(|_| Error::Poisoned)?;
+        let conn = self.lock()?;
+        let rows: Vec<SealedRow> = conn
+            .prepare_cached(
+                "SELECT name, version, term, scope, nonce, sealed FROM records r \
+                 WHERE version = (SELECT version FROM heads h WHERE h.name = r.name AND h.deleted = 0)",
+            )?
+            .query_map([], row_from_sql)?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name = SecretName::new(&row.name).map_err(|_| Error::tampered("a record name"))?;
+            out.push((name, self.open_record(&conn, &master, row)?));
+        }
+        log_change(
+            &conn,
+            Change {
+                action: "load-for-redaction",
+                outcome: "ok",
+                detail: Some(format!("{} value(s)", out.len())),
+                ..Default::default()
+            },
+        )?;
+        Ok(out)
+    }
+
     /// Every live secret, by name.
     pub fn list(&self) -> Result<Vec<RecordInfo>> {
         let conn = self.lock()?;

@@ -1,0 +1,75 @@
+//! Combining findings: every copy of a detected value, then overlapping spans merged into one.
+
+use crate::{DetectorKind, Finding};
+
+/// Copies shorter than this are not chased through the rest of the text.
+const MIN_COPY_LEN: usize = 8;
+
+/// Adds a finding for every other occurrence of each value found by a rule or the entropy
+/// detector (vault values are already found everywhere by their automaton). Scanners that report
+/// only the first copy leave the rest of the prompt leaking.
+pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
+    let mut values: Vec<(&str, usize)> = Vec::new();
+    for (i, f) in findings.iter().enumerate() {
+        if f.detector == DetectorKind::Vault {
+            continue;
+        }
+        let Some(value) = text.get(f.start..f.end) else {
+            continue;
+        };
+        if value.len() >= MIN_COPY_LEN && !values.iter().any(|(v, _)| *v == value) {
+            values.push((value, i));
+        }
+    }
+    if values.is_empty() {
+        return;
+    }
+    let set = crate::scan::LiteralSet::new(values.iter().map(|(v, _)| v.as_bytes()));
+    let mut extra = Vec::new();
+    set.find_all(text.as_bytes(), |start, end, id| {
+        let source = &findings[values[id].1];
+        if !findings.iter().any(|f| f.start <= start && end <= f.end) {
+            extra.push(Finding {
+                start,
+                end,
+                ..source.clone()
+            });
+        }
+    });
+    findings.extend(extra);
+}
+
+/// Sorts findings and merges overlapping ones into a single span, so no part of any secret is
+/// left out. The merged span is labelled by its highest-priority finding (vault, then rule, then
+/// entropy; then the earliest and longest). Spans are snapped outward to UTF-8 boundaries.
+pub(crate) fn merge(text: &str, mut findings: Vec<Finding>) -> Vec<Finding> {
+    for f in &mut findings {
+        while f.start > 0 && !text.is_char_boundary(f.start) {
+            f.start -= 1;
+        }
+        while f.end < text.len() && !text.is_char_boundary(f.end) {
+            f.end += 1;
+        }
+    }
+    findings.retain(|f| f.start < f.end && f.end <= text.len());
+    findings.sort_by(|a, b| {
+        a.start
+            .cmp(&b.start)
+            .then(b.end.cmp(&a.end))
+            .then(a.detector.cmp(&b.detector))
+    });
+    let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
+    for f in findings {
+        match out.last_mut() {
+            Some(cur) if f.start < cur.end => {
+                cur.end = cur.end.max(f.end);
+                if f.detector < cur.detector {
+                    let (start, end) = (cur.start, cur.end);
+                    *cur = Finding { start, end, ..f };
+                }
+            }
+            _ => out.push(f),
+        }
+    }
+    out
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Writes cases.toml: planted secrets of every rule format in realistic contexts, and hard
+negatives that must not be redacted. Deterministic (fixed seed). Run from this directory."""
+import base64, json, random, string
+
+rng = random.Random(1337)
+A = string.ascii_letters + string.digits
+def r(n, alphabet=A): return "".join(rng.choice(alphabet) for _ in range(n))
+def hexs(n): return r(n, "0123456789abcdef")
+UP = string.ascii_uppercase
+
+cases = []
+def case(name, text, secrets, rule, keep=()):
+    cases.append({"name": name, "text": text, "secrets": list(secrets), "rule": rule, "keep": list(keep)})
+
+ghp = "ghp_" + r(36)
+case("github pat in .env", f"GITHUB_TOKEN={ghp}\nDEBUG=1\n", [ghp], "github-pat", ["GITHUB_TOKEN=", "DEBUG=1"])
+case("github pat repeated without context", f"token {ghp} ok\nlater: {ghp}", [ghp], "github-pat")
+gho = "gho_" + r(36); case("github oauth in json", json.dumps({"access_token": gho}), [gho], "github-oauth")
+ghs = "ghs_" + r(36); case("github app token in log", f"2026-11-23T04:00:01Z INFO using {ghs} for api", [ghs], "github-app-token")
+fg = "github_pat_" + r(22) + "_" + r(59); case("github fine-grained", f"export GH_PAT={fg}", [fg], "github-fine-grained-pat")
+gl = "glpat-" + r(20, A + "-_"); case("gitlab pat", f"curl --header 'PRIVATE-TOKEN: {gl}' https://gitlab.example.com/api", [gl], "gitlab-token")
+xb = "xoxb-" + r(11, string.digits) + "-" + r(13, string.digits) + "-" + r(24); case("slack bot token", f"SLACK_BOT_TOKEN={xb}", [xb], "slack-token")
+hook = "https://hooks.slack.com/services/T" + r(8, UP + string.digits) + "/B" + r(8, UP + string.digits) + "/" + r(24)
+case("slack webhook", f"webhook_url: {hook}\n", [hook], "slack-webhook")
+sk = "sk_live_" + r(24); case("stripe secret", f"stripe.api_key = \"{sk}\"", [sk], "stripe-secret-key")
+rk = "rk_test_" + r(24); case("stripe restricted", f"Restricted key {rk}", [rk], "stripe-secret-key")
+oa = "sk-proj-" + r(48, A + "-_"); case("openai project key", f"OPENAI_API_KEY={oa}", [oa], "openai-api-key")
+ol = "sk-" + r(20) + "T3BlbkFJ" + r(20); case("openai legacy key", f"openai.api_key = '{ol}'", [ol], "openai-api-key-legacy")
+an = "sk-ant-api03-" + r(93, A + "-_") + "AA"; case("anthropic key", f"ANTHROPIC_API_KEY=\"{an}\"", [an], "anthropic-api-key")
+gk = "AIza" + r(35, A + "-_"); case("google api key in url", f"https://maps.googleapis.com/maps/api/geocode/json?key={gk}&address=x", [gk], "google-api-key")
+az = r(86, A + "+/") + "=="; case("azure storage connection string", f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={az};EndpointSuffix=core.windows.net", [az], "azure-storage-key", ["AccountName=acct"])
+sg = "SG." + r(22, A + "-_") + "." + r(43, A + "-_"); case("sendgrid", f"sendgrid_key: {sg}", [sg], "sendgrid-api-key")
+tw = "SK" + hexs(32); case("twilio api key", f"TWILIO_API_KEY={tw}", [tw], "twilio-api-key")
+twt = hexs(32); case("twilio auth token", f"TWILIO_AUTH_TOKEN={twt}", [twt], "twilio-auth-token")
+mg = "key-" + hexs(32); case("mailgun", f"api: {mg}", [mg], "mailgun-api-key")
+npm = "npm_" + r(36); case("npmrc", f"//registry.npmjs.org/:_authToken={npm}\n", [npm], "npm-token")
+pypi = "pypi-AgEIcHlwaS5vcmc" + r(70, A + "-_"); case("pypirc", f"[pypi]\nusername = __token__\npassword = {pypi}\n", [pypi], "pypi-token")
+hf = "hf_" + r(34, string.ascii_letters); case("hugging face", f"HF_TOKEN={hf}", [hf], "huggingface-token")
+tg = r(10, string.digits) + ":AA" + r(33, A + "-_"); case("telegram bot", f"bot = telebot.TeleBot(\"{tg}\")", [tg], "telegram-bot-token")
+dd = hexs(32); case("datadog", f"DD_API_KEY={dd}", [dd], "datadog-api-key")
+def b64u(d): return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+jwt = b64u({"alg": "HS256", "typ": "JWT"}) + "." + b64u({"sub": "1234567890", "name": "Jo", "iat": 1516239022}) + "." + r(43, A + "-_")
+case("jwt in header", f"Authorization: Bearer {jwt}", [jwt], "jwt")
+body = "\n".join(r(64, A + "+/") for _ in range(6))
+pem = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+case("pem private key", f"cat id_rsa\n{pem}\n$ ", [pem] + body.split("\n"), "private-key", ["cat id_rsa"])
+case("json-escaped pem in service account", json.dumps({"type": "service_account", "private_key": pem + "\n"}), [line for line in body.split("\n")], "private-key")
+trunc = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(r(64, A + "+/") for _ in range(3))
+case("truncated pem", trunc, trunc.split("\n")[1:], "private-key")
+pw = r(14, A + "!#%&*")
+case("postgres url", f"DATABASE_URL=postgres://app:{pw}@db.internal:5432/app", [pw], "url-credentials", ["postgres://app:", "@db.internal"])
+basic = base64.b64encode(f"admin:{pw}".encode()).decode()
+case("http basic auth", f"GET / HTTP/1.1\nAuthorization: Basic {basic}\n", [basic], "http-basic-auth", ["Authorization: Basic "])
+bearer = r(40, A + "._-")
+case("bearer token", f"-H 'Authorization: Bearer {bearer}'", [bearer], "http-bearer-token")
+sym = "p@$$w0rd!" + r(6, A + "!#$%^&*")
+case("symbol password assignment", f"db_password = \"{sym}\"\n", [sym], "password-assignment", ["db_password = "])
+low = "hunter" + r(4, string.ascii_lowercase) + "7"
+case("low-entropy password in yaml", f"redis:\n  password: {low}\n", [low], "password-assignment")
+aws_id = "AKIA" + r(16, UP + "234567"); aws_sk = r(40, A + "/+")
+case("aws credentials file", f"[default]\naws_access_key_id = {aws_id}\naws_secret_access_key = {aws_sk}\n", [aws_id, aws_sk], "aws-access-key-id")
+ent = r(40)
+case("unnamed high-entropy secret", f"client_secret: {ent}\n", [ent], "high-entropy-token")
+
+negatives = [
+    ("git sha in log", "commit 9fceb02d0ae598e95dc970b74767f19372d61af8\nAuthor: A <a@b.c>\n"),
+    ("git log oneline", "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678 fix: token refresh"),
+    ("uuid", "request_id=123e4567-e89b-12d3-a456-426614174000 session ok"),
+    ("npm integrity", '"integrity": "sha512-' + r(86, A + "+/") + '=="'),
+    ("docker digest", "image: nginx@sha256:" + hexs(64)),
+    ("go.sum", "golang.org/x/net v0.17.0 h1:" + r(43, A + "+/") + "="),
+    ("ssh public key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + r(43, A + "+/") + " user@host"),
+    ("aws documented example", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("stripe publishable key", "pk_live_" + r(24)),
+    ("base64 image", "<img src=\"data:image/png;base64," + r(200, A + "+/") + "\">"),
+    ("python code with password param", "def login(user, password):\n    return check(user, password=password)\n"),
+    ("password from env", "password = os.environ['DB_PASSWORD']\n"),
+    ("placeholder in docs", "export OPENAI_API_KEY=<your-key-here>\nAPI_KEY=${API_KEY}\n"),
+    ("prose about tokens", "The token bucket algorithm refills tokens at a fixed rate; each key maps to a bucket."),
+    ("secret ref", "curl -H 'Authorization: Bearer SECRET_REF(github)' https://api.github.com"),
+    ("url without password", "https://user@example.com/path and git@github.com:org/repo.git"),
+    ("long identifier", "api_key_rotation_interval_seconds = 3600"),
+    ("basic in prose", "This is basic knowledge about authentication."),
+    ("lockfile sha256", "checksum = \"" + hexs(64) + "\""),
+]
+
+def q(s): return json.dumps(s)  # TOML basic strings accept JSON escapes for these inputs
+with open("cases.toml", "w") as f:
+    f.write("# Generated by gen_cases.py (seed 1337): planted secrets and hard negatives.\n\n")
+    for c in cases:
+        f.write("[[case]]\n")
+        f.write(f"name = {q(c['name'])}\ntext = {q(c['text'])}\nrule = {q(c['rule'])}\n")
+        f.write(f"secrets = [{', '.join(q(s) for s in c['secrets'])}]\n")
+        f.write(f"keep = [{', '.join(q(s) for s in c['keep'])}]\n\n")
+    for name, text in negatives:
+        f.write(f"[[negative]]\nname = {q(name)}\ntext = {q(text)}\n\n")
+print(len(cases), "cases,", len(negatives), "negatives")
