@@ -30,6 +30,15 @@ fn filled_vault(dir: &Path, source: &KeySource) -> Vault {
     vault
 }
 
+/// A 1,000-record vault unlocked by a key file, and a reference to each record.
+fn key_file_vault() -> (tempfile::TempDir, Vault, Vec<SecretRef>) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vault.key");
+    generate_key_file(&key).unwrap();
+    let vault = filled_vault(dir.path(), &KeySource::KeyFile(key));
+    (dir, vault, refs())
+}
+
 fn refs() -> Vec<SecretRef> {
     (0..RECORDS)
         .map(|i| SecretRef::parse(&format!("SECRET_REF(secret_{i:04})")).unwrap())
@@ -37,11 +46,7 @@ fn refs() -> Vec<SecretRef> {
 }
 
 fn resolve(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("vault.key");
-    generate_key_file(&key).unwrap();
-    let vault = filled_vault(dir.path(), &KeySource::KeyFile(key));
-    let refs = refs();
+    let (_dir, vault, refs) = key_file_vault();
     let hosts = ["api.example.com".to_owned()];
     let ctx = ResolveContext {
         tool: "web_fetch",
@@ -88,11 +93,7 @@ fn unlock(c: &mut Criterion) {
 
 /// Per-call latency percentiles of `resolve`, printed for the closing notes.
 fn resolve_percentiles() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("vault.key");
-    generate_key_file(&key).unwrap();
-    let vault = filled_vault(dir.path(), &KeySource::KeyFile(key));
-    let refs = refs();
+    let (_dir, vault, refs) = key_file_vault();
     let hosts = ["api.example.com".to_owned()];
     let ctx = ResolveContext {
         tool: "web_fetch",

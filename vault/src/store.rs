@@ -284,6 +284,21 @@ fn meta_blob<const N: usize>(conn: &Connection, key: &str) -> Result<[u8; N]> {
         .map_err(|_| Error::tampered(format!("the vault header (`{key}` has the wrong length)")))
 }
 
+/// One column of an authenticated row: integers as 8 big-endian bytes, text and blobs
+/// length-prefixed (format 1's encoding; the golden fixture test holds it). Anything else cannot
+/// occur in these STRICT tables and is fed as a marker that never verifies.
+fn mac_column(mac: &mut crate::crypto::HmacSha256, value: rusqlite::types::ValueRef<'_>) {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Integer(i) => mac.update(&i.to_be_bytes()),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            mac.update(&(bytes.len() as u64).to_be_bytes());
+            mac.update(bytes);
+        }
+        ValueRef::Null | ValueRef::Real(_) => mac.update(b"\xff-not-a-format-1-column"),
+    }
+}
+
 /// Streams every authenticated row into an HMAC. Order is fixed by the queries' ORDER BY.
 fn index_mac(
     conn: &Connection,
@@ -309,71 +324,31 @@ fn index_mac(
             _ => field(&mut mac, b"?"),
         }
     }
-    let mut stmt =
-        conn.prepare_cached("SELECT term, status, wrapped, created_at FROM keyring ORDER BY term")?;
-    let mut rows = stmt.query([])?;
-    field(&mut mac, b"keyring");
-    while let Some(r) = rows.next()? {
-        mac.update(&r.get::<_, i64>(0)?.to_be_bytes());
-        field(
-            &mut mac,
-            r.get_ref(1)?
-                .as_str()
-                .map_err(rusqlite::Error::from)?
-                .as_bytes(),
-        );
-        field(
-            &mut mac,
-            r.get_ref(2)?.as_blob().map_err(rusqlite::Error::from)?,
-        );
-        mac.update(&r.get::<_, i64>(3)?.to_be_bytes());
-    }
-    let mut stmt = conn.prepare_cached(
-        "SELECT name, version, deleted, created_at, updated_at FROM heads ORDER BY name",
-    )?;
-    let mut rows = stmt.query([])?;
-    field(&mut mac, b"heads");
-    while let Some(r) = rows.next()? {
-        field(
-            &mut mac,
-            r.get_ref(0)?
-                .as_str()
-                .map_err(rusqlite::Error::from)?
-                .as_bytes(),
-        );
-        for i in 1..5 {
-            mac.update(&r.get::<_, i64>(i)?.to_be_bytes());
+    for (label, sql, columns) in [
+        (
+            "keyring",
+            "SELECT term, status, wrapped, created_at FROM keyring ORDER BY term",
+            4,
+        ),
+        (
+            "heads",
+            "SELECT name, version, deleted, created_at, updated_at FROM heads ORDER BY name",
+            5,
+        ),
+        (
+            "records",
+            "SELECT name, version, term, scope, nonce, sealed, created_at FROM records ORDER BY name, version",
+            7,
+        ),
+    ] {
+        field(&mut mac, label.as_bytes());
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            for i in 0..columns {
+                mac_column(&mut mac, row.get_ref(i)?);
+            }
         }
-    }
-    let mut stmt = conn.prepare_cached("SELECT name, version, term, scope, nonce, sealed, created_at FROM records ORDER BY name, version")?;
-    let mut rows = stmt.query([])?;
-    field(&mut mac, b"records");
-    while let Some(r) = rows.next()? {
-        field(
-            &mut mac,
-            r.get_ref(0)?
-                .as_str()
-                .map_err(rusqlite::Error::from)?
-                .as_bytes(),
-        );
-        mac.update(&r.get::<_, i64>(1)?.to_be_bytes());
-        mac.update(&r.get::<_, i64>(2)?.to_be_bytes());
-        field(
-            &mut mac,
-            r.get_ref(3)?
-                .as_str()
-                .map_err(rusqlite::Error::from)?
-                .as_bytes(),
-        );
-        field(
-            &mut mac,
-            r.get_ref(4)?.as_blob().map_err(rusqlite::Error::from)?,
-        );
-        field(
-            &mut mac,
-            r.get_ref(5)?.as_blob().map_err(rusqlite::Error::from)?,
-        );
-        mac.update(&r.get::<_, i64>(6)?.to_be_bytes());
     }
     Ok(mac.finalize().into_bytes().into())
 }
