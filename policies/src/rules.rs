@@ -313,6 +313,13 @@ impl Rule {
                 "every rule needs at least one `match` example",
             ));
         }
+        // A rule with no negative example cannot show it is not over-broad.
+        if rule.not_match.is_empty() {
+            return Err(invalid(
+                &rule.id,
+                "every rule needs at least one `not_match` example",
+            ));
+        }
         Ok(rule)
     }
 

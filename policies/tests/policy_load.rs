@@ -63,6 +63,15 @@ fn malformed_policies_are_refused() {
         ),
         ("not toml", "[[rule"),
     ];
+    let no_negative = MINIMAL.replace("not_match = [\"ls\"]\n", "");
+    assert_ne!(
+        no_negative, MINIMAL,
+        "the fixture has a not_match line to remove"
+    );
+    match Policy::from_sources(&[("a.toml", &no_negative)]) {
+        Err(e @ Error::InvalidRule { .. }) => assert!(e.to_string().contains("not_match"), "{e}"),
+        other => panic!("a rule without not_match examples was accepted: {other:?}"),
+    }
     for (what, text) in cases {
         assert!(
             Policy::from_sources(&[("a.toml", text)]).is_err(),
