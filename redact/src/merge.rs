@@ -25,14 +25,27 @@ pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
         return;
     }
     let set = crate::scan::LiteralSet::new(values.iter().map(|(v, _)| v.as_bytes()));
+    // Spans sorted by start with a running maximum of their ends: a hit is already covered when
+    // some span starting at or before it reaches its end (O(log n) per hit, not O(n)).
+    let mut spans: Vec<(usize, usize)> = findings.iter().map(|f| (f.start, f.end)).collect();
+    spans.sort_unstable();
+    let mut reach = Vec::with_capacity(spans.len());
+    let mut max_end = 0;
+    for (_, end) in &spans {
+        max_end = max_end.max(*end);
+        reach.push(max_end);
+    }
+    let covered = |start: usize, end: usize| {
+        let before = spans.partition_point(|(s, _)| *s <= start);
+        before > 0 && reach[before - 1] >= end
+    };
     let mut extra = Vec::new();
     set.find_all(text.as_bytes(), |start, end, id| {
-        let source = &findings[values[id].1];
-        if !findings.iter().any(|f| f.start <= start && end <= f.end) {
+        if !covered(start, end) {
             extra.push(Finding {
                 start,
                 end,
-                ..source.clone()
+                ..findings[values[id].1].clone()
             });
         }
     });

@@ -11,10 +11,12 @@ use std::collections::HashMap;
 
 /// Bytes in the hashed window; every literal must be at least this long.
 pub(crate) const WINDOW: usize = 6;
-const BITS: u32 = 21;
+/// Bitmap size bounds: about 128 bits per literal (under 1% false hits), at most 2 Mbit.
+const MIN_BITS: u32 = 10;
+const MAX_BITS: u32 = 21;
 
-fn hash(key: u64) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as usize
+fn hash(key: u64, bits: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
 }
 
 fn window_key(bytes: &[u8]) -> u64 {
@@ -27,6 +29,7 @@ fn window_key(bytes: &[u8]) -> u64 {
 
 /// Exact literals, found everywhere they occur (overlaps included).
 pub(crate) struct LiteralSet {
+    bits: u32,
     bitmap: Vec<u64>,
     by_key: HashMap<u64, Vec<u32>>,
     patterns: Vec<Box<[u8]>>,
@@ -35,8 +38,16 @@ pub(crate) struct LiteralSet {
 impl LiteralSet {
     /// Builds the set; literals shorter than [`WINDOW`] are ignored (callers filter them).
     pub(crate) fn new<'a>(literals: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let literals: Vec<&[u8]> = literals.into_iter().collect();
+        // A small set (every copy of a handful of detected values) must not pay for a 2 Mbit
+        // bitmap on every call.
+        let wanted = (literals.len().max(1) * 128)
+            .next_power_of_two()
+            .trailing_zeros();
+        let bits = wanted.clamp(MIN_BITS, MAX_BITS);
         let mut set = Self {
-            bitmap: vec![0; (1 << BITS) / 64],
+            bits,
+            bitmap: vec![0; (1usize << bits) / 64],
             by_key: HashMap::new(),
             patterns: Vec::new(),
         };
@@ -47,7 +58,7 @@ impl LiteralSet {
                 continue;
             }
             let key = window_key(literal);
-            let h = hash(key);
+            let h = hash(key, set.bits);
             set.bitmap[h >> 6] |= 1 << (h & 63);
             set.by_key.entry(key).or_default().push(id);
         }
@@ -70,7 +81,7 @@ impl LiteralSet {
             if i + 1 < WINDOW {
                 continue;
             }
-            let h = hash(key);
+            let h = hash(key, self.bits);
             if self.bitmap[h >> 6] & (1 << (h & 63)) == 0 {
                 continue;
             }
