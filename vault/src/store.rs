@@ -844,9 +844,11 @@ impl Vault {
     pub fn resolve(&self, reference: &SecretRef, ctx: &ResolveContext<'_>) -> Result<SecretString> {
         let name = reference.name.as_str();
         let master = self.master.read().map_err(|_| Error::Poisoned)?;
-        let conn = self.lock()?;
-        // One transaction for the lookup and its log entry: the WAL read lock is taken once.
-        let tx = conn.unchecked_transaction()?;
+        let mut conn = self.lock()?;
+        // One transaction for the lookup and its log entry. IMMEDIATE, not deferred: upgrading a
+        // read to a write fails at once (SQLITE_BUSY, no busy timeout) if another process
+        // committed in between, which would fail a resolution just because the CLI wrote.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (outcome, version, detail, result) = match Self::current_row(&tx, name)? {
             None => (
                 "not-found",

@@ -271,3 +271,43 @@ fn a_second_handle_sees_rotation_and_refuses_writes_after_rekey() {
         .to_string();
     assert!(e.contains("rekeyed by another process"), "{e}");
 }
+
+#[test]
+fn resolutions_never_fail_while_another_handle_writes() {
+    let (fx, reader) = Fixture::new();
+    reader
+        .put(&name("r"), &secret("value-r"), &any_scope())
+        .unwrap();
+    let writer = fx.reopen().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer
+                    .put(
+                        &name(&format!("w{}", i % 20)),
+                        &secret("value-w"),
+                        &any_scope(),
+                    )
+                    .unwrap();
+                i += 1;
+            }
+            i
+        })
+    };
+    let r = clawgate_protocol::SecretRef::parse("SECRET_REF(r)").unwrap();
+    for _ in 0..400 {
+        let got = reader.resolve(
+            &r,
+            &clawgate_vault::ResolveContext {
+                tool: "exec",
+                hosts: &[],
+            },
+        );
+        assert_eq!(got.unwrap().expose(), "value-r");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writing.join().unwrap() > 0, "the writer made progress");
+}
