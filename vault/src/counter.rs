@@ -90,7 +90,24 @@ impl Counter {
         Ok(Some(generation))
     }
 
+    /// Records `generation` unless the file already holds a later one: writers in several
+    /// processes finish in any order, and the counter must never move backwards.
     pub(crate) fn write(
+        &self,
+        key: &KeyBytes,
+        vault_id: &[u8; VAULT_ID_LEN],
+        generation: i64,
+    ) -> Result<()> {
+        if let Ok(Some(current)) = self.read(key, vault_id)
+            && current >= generation
+        {
+            return Ok(());
+        }
+        self.reset(key, vault_id, generation)
+    }
+
+    /// Records `generation` even if it is lower: only for an explicitly accepted restore.
+    pub(crate) fn reset(
         &self,
         key: &KeyBytes,
         vault_id: &[u8; VAULT_ID_LEN],

@@ -427,6 +427,14 @@ fn log_change(conn: &Connection, c: Change<'_>) -> Result<()> {
     Ok(())
 }
 
+/// What an open verified: vault id, master keys, the authenticated generation, the data keys.
+type Checked = (
+    [u8; VAULT_ID_LEN],
+    MasterKeys,
+    i64,
+    BTreeMap<i64, Arc<KeyBytes>>,
+);
+
 /// A record row as stored.
 struct SealedRow {
     name: String,
@@ -546,38 +554,7 @@ impl Vault {
         )
         .map_err(corrupt_or)?;
         configure(&conn)?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
-            .map_err(corrupt_or)?;
-        if check != "ok" {
-            return Err(Error::Corrupt { reason: check });
-        }
-        let format: i64 = get_meta(&conn, "format")?;
-        if format != FORMAT {
-            return Err(Error::UnsupportedFormat {
-                found: format,
-                supported: FORMAT,
-            });
-        }
-        let vault_id: [u8; VAULT_ID_LEN] = meta_blob(&conn, "vault_id")?;
-        let kind_text: String = get_meta(&conn, "kek_kind")?;
-        let kind = KekKind::parse(&kind_text)
-            .ok_or_else(|| Error::tampered("the vault header (unknown key kind)"))?;
-        if kind != source.kind() {
-            return Err(Error::KeyKindMismatch {
-                expected: kind.describe(),
-                given: source.kind().describe(),
-            });
-        }
-        let kdf = parse_kdf(&get_meta::<String>(&conn, "kdf")?)?;
-        let salt: [u8; 16] = meta_blob(&conn, "salt")?;
-        let master = master_keys(derive_kek(source, &salt, &kdf)?, &vault_id)?;
-        let stored_check: [u8; 32] = meta_blob(&conn, "kek_check")?;
-        if !ct_eq(&stored_check, &master.kek_check) {
-            return Err(Error::WrongKey);
-        }
-        let generation = verify_index(&conn, &master.index, &vault_id)?;
-        let deks = load_deks(&conn, &master.kek, &vault_id)?;
+        let (vault_id, master, generation, deks) = Self::check_snapshot(&conn, source)?;
         let counter = Counter::beside(path);
         let vault = Self {
             path: path.to_owned(),
@@ -599,10 +576,57 @@ impl Vault {
                     },
                 )
             })?;
+            // The counter only moves forward on its own; accepting a restore moves it back.
+            let master = vault.master.read().map_err(|_| Error::Poisoned)?;
+            vault
+                .counter
+                .reset(&master.index, &vault.vault_id, vault.generation()?)?;
         } else {
             vault.check_counter(generation)?;
         }
         Ok(vault)
+    }
+
+    /// Every open-time check, inside one read transaction so they all see the same snapshot: a
+    /// write committed by another process between reading the stored MAC and reading the rows
+    /// would otherwise look like tampering.
+    fn check_snapshot(conn: &Connection, source: &KeySource) -> Result<Checked> {
+        let snapshot = conn.unchecked_transaction()?;
+        let conn: &Connection = &snapshot;
+        let check: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(corrupt_or)?;
+        if check != "ok" {
+            return Err(Error::Corrupt { reason: check });
+        }
+        let format: i64 = get_meta(conn, "format")?;
+        if format != FORMAT {
+            return Err(Error::UnsupportedFormat {
+                found: format,
+                supported: FORMAT,
+            });
+        }
+        let vault_id: [u8; VAULT_ID_LEN] = meta_blob(conn, "vault_id")?;
+        let kind_text: String = get_meta(conn, "kek_kind")?;
+        let kind = KekKind::parse(&kind_text)
+            .ok_or_else(|| Error::tampered("the vault header (unknown key kind)"))?;
+        if kind != source.kind() {
+            return Err(Error::KeyKindMismatch {
+                expected: kind.describe(),
+                given: source.kind().describe(),
+            });
+        }
+        let kdf = parse_kdf(&get_meta::<String>(conn, "kdf")?)?;
+        let salt: [u8; 16] = meta_blob(conn, "salt")?;
+        let master = master_keys(derive_kek(source, &salt, &kdf)?, &vault_id)?;
+        let stored_check: [u8; 32] = meta_blob(conn, "kek_check")?;
+        if !ct_eq(&stored_check, &master.kek_check) {
+            return Err(Error::WrongKey);
+        }
+        let generation = verify_index(conn, &master.index, &vault_id)?;
+        let deks = load_deks(conn, &master.kek, &vault_id)?;
+        snapshot.commit()?;
+        Ok((vault_id, master, generation, deks))
     }
 
     fn check_counter(&self, generation: i64) -> Result<()> {
@@ -612,10 +636,26 @@ impl Vault {
                 path: self.counter.path().to_owned(),
                 problem: "missing".into(),
             }),
-            Some(expected) if generation < expected => Err(Error::RolledBack {
-                found: generation,
-                expected,
-            }),
+            Some(expected) if generation < expected => {
+                // Writers commit the database before the counter, so our snapshot may just be
+                // older than a commit that landed meanwhile. Re-verify a fresh snapshot (the MAC
+                // authenticates its generation) before calling it a rollback.
+                let fresh = {
+                    let conn = self.lock()?;
+                    let snapshot = conn.unchecked_transaction()?;
+                    let fresh = verify_index(&snapshot, &master.index, &self.vault_id)?;
+                    snapshot.commit()?;
+                    fresh
+                };
+                if fresh >= expected {
+                    Ok(())
+                } else {
+                    Err(Error::RolledBack {
+                        found: fresh,
+                        expected,
+                    })
+                }
+            }
             // Behind: a crash between the database commit and the counter update. Catch up.
             Some(expected) if generation > expected => {
                 self.counter
@@ -1157,7 +1197,10 @@ impl Vault {
     /// Full check: SQLite integrity, index MAC, and every stored version decrypted.
     pub fn verify(&self) -> Result<VerifyReport> {
         let master = self.master.read().map_err(|_| Error::Poisoned)?;
-        let conn = self.lock()?;
+        let guard = self.lock()?;
+        // One snapshot for every check (see `check_snapshot`).
+        let snapshot = guard.unchecked_transaction()?;
+        let conn: &Connection = &snapshot;
         let (generation, rows, secrets, live_terms, active) = {
             let check: String = conn
                 .query_row("PRAGMA integrity_check(1)", [], |r| r.get(0))
@@ -1165,7 +1208,7 @@ impl Vault {
             if check != "ok" {
                 return Err(Error::Corrupt { reason: check });
             }
-            let generation = verify_index(&conn, &master.index, &self.vault_id)?;
+            let generation = verify_index(conn, &master.index, &self.vault_id)?;
             let rows: Vec<SealedRow> = conn
                 .prepare("SELECT name, version, term, scope, nonce, sealed FROM records")?
                 .query_map([], row_from_sql)?
@@ -1184,13 +1227,14 @@ impl Vault {
                 rows,
                 secrets as usize,
                 live_terms as usize,
-                active_term(&conn)?,
+                active_term(conn)?,
             )
         };
         for row in &rows {
             Scope::from_json(&row.scope)?;
-            self.open_record(&conn, &master, row)?;
+            self.open_record(conn, &master, row)?;
         }
+        snapshot.commit()?;
         let pending_reseal = rows.iter().filter(|r| r.term != active).count();
         Ok(VerifyReport {
             generation,

@@ -311,3 +311,32 @@ fn resolutions_never_fail_while_another_handle_writes() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(writing.join().unwrap() > 0, "the writer made progress");
 }
+
+#[test]
+fn opening_and_verifying_never_false_alarm_while_another_handle_writes() {
+    let (fx, writer) = Fixture::new();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                writer
+                    .put(
+                        &name(&format!("w{}", i % 50)),
+                        &secret("value-w"),
+                        &any_scope(),
+                    )
+                    .unwrap();
+                i += 1;
+            }
+            i
+        })
+    };
+    for _ in 0..60 {
+        let vault = fx.reopen().unwrap();
+        vault.verify().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writing.join().unwrap() > 0);
+}
