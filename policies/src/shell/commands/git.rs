@@ -202,6 +202,30 @@ impl Analyzer<'_> {
             let cmd = cmd.to_owned();
             self.payload(&cmd);
         }
+        // Keys whose value git runs as a shell command: judge the command now.
+        let runs_command = matches!(
+            key.as_str(),
+            "core.pager"
+                | "core.editor"
+                | "core.sshcommand"
+                | "core.fsmonitor"
+                | "core.askpass"
+                | "sequence.editor"
+                | "diff.external"
+                | "gpg.program"
+                | "credential.helper"
+        ) || key.starts_with("pager.")
+            || (key.starts_with("diff.") && key.ends_with(".textconv"))
+            || (key.starts_with("filter.")
+                && (key.ends_with(".clean")
+                    || key.ends_with(".smudge")
+                    || key.ends_with(".process")));
+        if runs_command && let Some(cmd) = value {
+            let cmd = cmd.trim_start_matches('!').to_owned();
+            if !cmd.trim().is_empty() {
+                self.payload(&cmd);
+            }
+        }
         const SAFE_PREFIXES: [&str; 6] = [
             "user.",
             "color.",

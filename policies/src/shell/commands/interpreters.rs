@@ -150,6 +150,7 @@ impl Analyzer<'_> {
             return;
         }
         if let Some(code) = parsed.values(&["-c"]).first() {
+            self.runs_dynamic |= code.dynamic;
             let code = code.text.clone();
             self.inline_code("python", &code);
             return;
@@ -202,6 +203,7 @@ impl Analyzer<'_> {
             return;
         }
         if let Some(code) = parsed.values(&["-e", "--eval", "-p", "--print"]).first() {
+            self.runs_dynamic |= code.dynamic;
             let code = code.text.clone();
             self.inline_code("JavaScript", &code);
             return;
@@ -236,11 +238,9 @@ impl Analyzer<'_> {
         if parsed.has(&["-v", "--version", "-V"]) && args.len() == 1 {
             return;
         }
-        let codes: Vec<String> = parsed
-            .values(code_flags)
-            .iter()
-            .map(|w| w.text.clone())
-            .collect();
+        let code_words = parsed.values(code_flags);
+        self.runs_dynamic |= code_words.iter().any(|w| w.dynamic);
+        let codes: Vec<String> = code_words.iter().map(|w| w.text.clone()).collect();
         if !codes.is_empty() {
             for code in codes {
                 self.inline_code(name, &code);

@@ -474,6 +474,25 @@ impl Analyzer<'_> {
                     "shell.ssh.command_option",
                     format!("the ssh option {key} runs a local command or leaks the environment; remove it"),
                 );
+                // The command it runs is judged like any other command.
+                if matches!(
+                    key.as_str(),
+                    "proxycommand" | "localcommand" | "knownhostscommand" | "remotecommand"
+                ) {
+                    let command = o
+                        .text
+                        .split_once(['=', ' '])
+                        .map(|(_, v)| v.trim().to_owned())
+                        .unwrap_or_default();
+                    if o.dynamic {
+                        self.dynamic_code(
+                            "shell.dynamic_payload",
+                            format!("the ssh option {key} runs a command computed at run time"),
+                        );
+                    } else if !command.is_empty() {
+                        self.payload(&command);
+                    }
+                }
             }
         }
     }

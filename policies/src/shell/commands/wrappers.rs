@@ -376,7 +376,28 @@ impl Analyzer<'_> {
         for w in parsed.values(&["-a", "--arg-file"]) {
             self.path_read(w, "`xargs -a`");
         }
-        let rest = inner(args, &parsed);
+        // With -I/-i, every argument holding the replace string becomes input text at run time:
+        // `xargs -I{} sh -c '{}'` runs arbitrary lines, so those arguments are dynamic.
+        let mut replace: Vec<String> = parsed
+            .values(&["-I", "--replace"])
+            .iter()
+            .map(|w| w.text.clone())
+            .collect();
+        if replace.is_empty() && parsed.has(&["-i"]) {
+            replace.push("{}".to_owned());
+        }
+        let rest: Vec<Word> = inner(args, &parsed)
+            .iter()
+            .map(|w| {
+                let replaced = replace
+                    .iter()
+                    .any(|r| !r.is_empty() && w.text.contains(r.as_str()));
+                Word {
+                    dynamic: w.dynamic || replaced,
+                    ..w.clone()
+                }
+            })
+            .collect();
         let io = Io {
             dynamic_args: true,
             ..Io::default()
@@ -384,7 +405,7 @@ impl Analyzer<'_> {
         if rest.is_empty() {
             self.argv(&[Word::lit("echo")], &io);
         } else {
-            self.argv(rest, &io);
+            self.argv(&rest, &io);
         }
     }
 
@@ -408,6 +429,14 @@ impl Analyzer<'_> {
                 Class::Yellow,
                 "shell.source.venv",
                 "activates a Python virtual environment",
+            );
+            return;
+        }
+        if file.dynamic {
+            // `source <(curl …)`: code computed at run time (critical with network, see `top`).
+            self.dynamic_code(
+                "shell.source",
+                format!("`source {}` runs code computed at run time", file.text),
             );
             return;
         }
