@@ -136,11 +136,16 @@ impl PathKind {
         }
     }
 
-    /// True for kinds whose contents are credentials.
+    /// True for kinds whose contents are credentials. OpenClaw's state directory counts: it
+    /// holds `.env`, the gateway token in `openclaw.json` and `credentials/`.
     pub fn is_secret(self) -> bool {
         matches!(
             self,
-            PathKind::Secret | PathKind::Ssh | PathKind::Clawgate | PathKind::CriticalSystem
+            PathKind::Secret
+                | PathKind::Ssh
+                | PathKind::Clawgate
+                | PathKind::CriticalSystem
+                | PathKind::Openclaw
         )
     }
 }
