@@ -130,6 +130,16 @@ impl Policy {
                 "sends a message to another local agent session",
             ),
             "automations" => self.automations(p, out, facts),
+            "gateway" if s(p, "gatewayUrl").is_some() => {
+                // The tool authenticates to whatever gateway it is pointed at: another host would
+                // receive this gateway's token, and a local one is the control plane itself.
+                let raw = s(p, "gatewayUrl").unwrap_or_default();
+                out.add(
+                    Class::Critical,
+                    "tool.gateway.remote_url",
+                    format!("the gateway tool may only talk to its own gateway, not {raw}; drop gatewayUrl"),
+                );
+            }
             "gateway" => match action(p) {
                 "config.schema.lookup" => {}
                 "config.get" => out.add(

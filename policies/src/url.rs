@@ -275,6 +275,28 @@ fn ip_kind(ip: IpAddr) -> HostKind {
 
 /// Findings for a URL, as `(class, rule, reason)`, for a tool that only reads (`web_fetch`,
 /// browser navigation). Public hosts are `yellow`: reading documentation must stay quiet.
+/// True for loopback URLs that reach OpenClaw's gateway control plane (ports 18789/18790 by
+/// default) or anything that looks like Clawgate's admin, approval or hook API: the agent may
+/// never call these, whichever tool it uses.
+pub(crate) fn is_self_endpoint(raw: &str, u: &UrlInfo) -> bool {
+    if u.kind != HostKind::Loopback {
+        return false;
+    }
+    let rest = u.rest.to_ascii_lowercase();
+    raw.contains(":18789")
+        || raw.contains(":18790")
+        || ["approv", "admin", "clawgate", "/hook"]
+            .iter()
+            .any(|k| rest.contains(k))
+}
+
+/// The finding for [`is_self_endpoint`].
+pub(crate) const SELF_ENDPOINT: (Class, &str, &str) = (
+    Class::Critical,
+    "url.self_endpoint",
+    "the agent may not call Clawgate's or OpenClaw's local admin or approval endpoints",
+);
+
 pub(crate) fn fetch_findings(raw: &str) -> Vec<(Class, &'static str, String)> {
     let mut out = Vec::new();
     match parse(raw) {
@@ -307,6 +329,10 @@ pub(crate) fn fetch_findings(raw: &str) -> Vec<(Class, &'static str, String)> {
                     "url.punycode",
                     format!("host {} uses internationalised (punycode) labels that can imitate another site", u.host),
                 ));
+            }
+            if is_self_endpoint(raw, &u) {
+                let (class, rule, reason) = SELF_ENDPOINT;
+                out.push((class, rule, reason.to_owned()));
             }
             if let Some(f) = host_finding(&u) {
                 out.push(f);

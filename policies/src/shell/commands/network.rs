@@ -71,15 +71,7 @@ impl Analyzer<'_> {
                 }
                 match u.kind {
                     url::HostKind::Loopback => {
-                        let rest = u.rest.to_ascii_lowercase();
-                        // OpenClaw's gateway control plane listens on loopback (18789/18790 by
-                        // default); Clawgate's admin and approval API must never be called.
-                        let gateway_port = raw.contains(":18789") || raw.contains(":18790");
-                        if gateway_port
-                            || ["approv", "admin", "clawgate", "/hook"]
-                                .iter()
-                                .any(|k| rest.contains(k))
-                        {
+                        if url::is_self_endpoint(raw, &u) {
                             self.add(
                                 Class::Critical,
                                 "shell.network.self_approval",
