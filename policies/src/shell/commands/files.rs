@@ -71,8 +71,18 @@ impl Analyzer<'_> {
                     | PathKind::CriticalSystem
                     | PathKind::ShellRc
             ) {
+                // A link to Clawgate's or OpenClaw's files, or to sudoers/shadow, lets a later
+                // write land on them under another name: self-tampering.
+                let class = if matches!(
+                    kind,
+                    PathKind::Clawgate | PathKind::Openclaw | PathKind::CriticalSystem
+                ) {
+                    Class::Critical
+                } else {
+                    Class::Red
+                };
                 self.add(
-                    Class::Red,
+                    class,
                     "shell.ln.protected_target",
                     format!(
                         "links to {} ({} path), which can redirect later reads or writes",
