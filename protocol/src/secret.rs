@@ -53,11 +53,16 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// Compares two byte strings in time that depends only on their lengths, so comparing a token or
+/// a MAC leaks no matching prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl PartialEq for SecretString {
-    /// Constant-time in the length of the shorter input, so comparing tokens leaks no prefix.
+    /// Constant-time (see [`constant_time_eq`]).
     fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        constant_time_eq(self.0.as_bytes(), other.0.as_bytes())
     }
 }
 

@@ -78,13 +78,7 @@ impl Counter {
         let generation: i64 = generation.parse().map_err(|_| problem("malformed"))?;
         let expected = Self::mac(key, vault_id, generation);
         // Constant-time compare is not needed for a public MAC check, but costs nothing.
-        if mac.len() != expected.len()
-            || mac
-                .bytes()
-                .zip(expected.bytes())
-                .fold(0, |a, (x, y)| a | (x ^ y))
-                != 0
-        {
+        if !clawgate_protocol::secret::constant_time_eq(mac.as_bytes(), expected.as_bytes()) {
             return Err(problem("not authentic (edited outside Clawgate)"));
         }
         Ok(Some(generation))

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clawgate_protocol::secret::constant_time_eq as ct_eq;
 use clawgate_protocol::{SecretName, SecretRef, SecretString};
 use hmac::Mac;
 use rusqlite::{
@@ -187,10 +188,6 @@ fn master_keys(kek: KeyBytes, vault_id: &[u8]) -> Result<MasterKeys> {
         index,
         kek_check,
     })
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Maps SQLite's "this is not a database / it is damaged" errors to a clear [`Error::Corrupt`].
