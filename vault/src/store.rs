@@ -684,33 +684,53 @@ impl Vault {
     ) -> Result<T> {
         let master = self.master.read().map_err(|_| Error::Poisoned)?;
         let mut conn = self.lock()?;
+        let stale = || Error::Counter {
+            path: self.path.clone(),
+            problem:
+                "unusable by this process: the vault was rekeyed by another process; reopen it"
+                    .into(),
+        };
+        let (out, generation) =
+            self.guarded_commit(&mut conn, &master, &master.index, stale, change)?;
+        drop(conn);
+        self.counter
+            .write(&master.index, &self.vault_id, generation)?;
+        Ok(out)
+    }
+
+    /// The transaction every write shares: `synchronous=FULL`, `BEGIN IMMEDIATE`, a check that
+    /// the stored key check still matches `master` (else `stale()`), the index MAC verified
+    /// before `change` (so a write never launders tampering), the generation bumped and the MAC
+    /// re-computed with `mac_after` (the new index key when rekeying). Returns the new generation;
+    /// the caller updates the counter once its locks allow.
+    fn guarded_commit<T>(
+        &self,
+        conn: &mut Connection,
+        master: &MasterKeys,
+        mac_after: &KeyBytes,
+        stale: impl FnOnce() -> Error,
+        change: impl FnOnce(&Transaction<'_>, &MasterKeys) -> Result<T>,
+    ) -> Result<(T, i64)> {
         conn.pragma_update(None, "synchronous", "FULL")?;
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let stored_check: [u8; 32] = meta_blob(&tx, "kek_check")?;
             if !ct_eq(&stored_check, &master.kek_check) {
-                return Err(Error::Counter {
-                    path: self.path.clone(),
-                    problem: "unusable by this process: the vault was rekeyed by another process; reopen it".into(),
-                });
+                return Err(stale());
             }
             let generation = verify_index(&tx, &master.index, &self.vault_id)? + 1;
-            let out = change(&tx, &master)?;
+            let out = change(&tx, master)?;
             set_meta(&tx, "generation", generation)?;
             set_meta(
                 &tx,
                 "index_mac",
-                index_mac(&tx, &master.index, &self.vault_id, generation)?.as_slice(),
+                index_mac(&tx, mac_after, &self.vault_id, generation)?.as_slice(),
             )?;
             tx.commit()?;
             Ok((out, generation))
         })();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        drop(conn);
-        let (out, generation) = result?;
-        self.counter
-            .write(&master.index, &self.vault_id, generation)?;
-        Ok(out)
+        result
     }
 
     /// The data key of `term`. Lock order everywhere is master → connection → deks, so this
@@ -1142,45 +1162,34 @@ impl Vault {
         let new_master = master_keys(derive_kek(new_source, &salt, &kdf)?, &self.vault_id)?;
         let mut master = self.master.write().map_err(|_| Error::Poisoned)?;
         let mut conn = self.lock()?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored_check: [u8; 32] = meta_blob(&tx, "kek_check")?;
-            if !ct_eq(&stored_check, &master.kek_check) {
-                return Err(Error::WrongKey);
-            }
-            let generation = verify_index(&tx, &master.index, &self.vault_id)? + 1;
-            let deks = load_deks(&tx, &master.kek, &self.vault_id)?;
-            for (term, dek) in &deks {
+        let rewrap = |tx: &Transaction<'_>, old: &MasterKeys| {
+            for (term, dek) in &load_deks(tx, &old.kek, &self.vault_id)? {
                 tx.execute(
                     "UPDATE keyring SET wrapped = ?1 WHERE term = ?2",
                     params![wrap_dek(&new_master.kek, &self.vault_id, *term, dek)?, term],
                 )?;
             }
-            set_meta(&tx, "kek_kind", kind.as_str())?;
-            set_meta(&tx, "kdf", kdf_json(kind, &kdf))?;
-            set_meta(&tx, "salt", salt.as_slice())?;
-            set_meta(&tx, "kek_check", new_master.kek_check.as_slice())?;
+            set_meta(tx, "kek_kind", kind.as_str())?;
+            set_meta(tx, "kdf", kdf_json(kind, &kdf))?;
+            set_meta(tx, "salt", salt.as_slice())?;
+            set_meta(tx, "kek_check", new_master.kek_check.as_slice())?;
             log_change(
-                &tx,
+                tx,
                 Change {
                     action: "rekey",
                     outcome: "ok",
                     detail: Some(format!("key: {}", kind.describe())),
                     ..Default::default()
                 },
-            )?;
-            set_meta(&tx, "generation", generation)?;
-            set_meta(
-                &tx,
-                "index_mac",
-                index_mac(&tx, &new_master.index, &self.vault_id, generation)?.as_slice(),
-            )?;
-            tx.commit()?;
-            Ok(generation)
-        })();
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let generation = result?;
+            )
+        };
+        let ((), generation) = self.guarded_commit(
+            &mut conn,
+            &master,
+            &new_master.index,
+            || Error::WrongKey,
+            rewrap,
+        )?;
         *master = new_master;
         drop(conn);
         self.counter
