@@ -395,19 +395,7 @@ impl Analyzer<'_> {
                         dynamic_args: true,
                         ..Io::default()
                     };
-                    let inner: Vec<Word> = args[begin..end]
-                        .iter()
-                        .map(|w| {
-                            if w.text.contains("{}") {
-                                Word {
-                                    dynamic: true,
-                                    ..w.clone()
-                                }
-                            } else {
-                                w.clone()
-                            }
-                        })
-                        .collect();
+                    let inner = placeholders_dynamic(&args[begin..end], &["{}"]);
                     self.argv(&inner, &io);
                     i = end + 1;
                 }

@@ -861,6 +861,23 @@ fn sed_effects(script: &str) -> Vec<SedEffect> {
     out
 }
 
+/// `words` with every word that holds one of `placeholders` (`{}` of `find -exec`, the replace
+/// string of `xargs -I`) marked dynamic: the tool substitutes run-time input there.
+pub(crate) fn placeholders_dynamic(words: &[Word], placeholders: &[&str]) -> Vec<Word> {
+    words
+        .iter()
+        .map(|w| {
+            let replaced = placeholders
+                .iter()
+                .any(|p| !p.is_empty() && w.text.contains(p));
+            Word {
+                dynamic: w.dynamic || replaced,
+                ..w.clone()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,19 +268,7 @@ impl Analyzer<'_> {
                 "runs commands on remote hosts",
             );
         }
-        let cmd: Vec<Word> = inner(&args[..end], &parsed)
-            .iter()
-            .map(|w| {
-                if w.text.contains("{}") {
-                    Word {
-                        dynamic: true,
-                        ..w.clone()
-                    }
-                } else {
-                    w.clone()
-                }
-            })
-            .collect();
+        let cmd = placeholders_dynamic(inner(&args[..end], &parsed), &["{}"]);
         let io = Io {
             dynamic_args: true,
             ..Io::default()
@@ -386,18 +374,8 @@ impl Analyzer<'_> {
         if replace.is_empty() && parsed.has(&["-i"]) {
             replace.push("{}".to_owned());
         }
-        let rest: Vec<Word> = inner(args, &parsed)
-            .iter()
-            .map(|w| {
-                let replaced = replace
-                    .iter()
-                    .any(|r| !r.is_empty() && w.text.contains(r.as_str()));
-                Word {
-                    dynamic: w.dynamic || replaced,
-                    ..w.clone()
-                }
-            })
-            .collect();
+        let replace: Vec<&str> = replace.iter().map(String::as_str).collect();
+        let rest = placeholders_dynamic(inner(args, &parsed), &replace);
         let io = Io {
             dynamic_args: true,
             ..Io::default()
