@@ -41,6 +41,107 @@ pub(crate) enum Command {
     /// Print a file or stdin with every secret replaced (SECRET_REF(name) for vault values, a
     /// stable placeholder otherwise): the engine the egress proxy uses.
     Redact(RedactArgs),
+    /// Run the daemon: the hook server OpenClaw's plugin calls, approvals, audit and metrics.
+    /// Without --config it runs on the embedded default (per-user state directory, local
+    /// approver, vault key generated on first start, default policy).
+    Serve(ConfigArg),
+    /// Check a configuration file (both phases) without starting anything.
+    Validate(RequiredConfigArg),
+    /// Answer approval requests (over the daemon's admin socket).
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Show or verify the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Set up OpenClaw to use Clawgate.
+    #[command(subcommand)]
+    Openclaw(OpenclawCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConfigArg {
+    /// The daemon's TOML configuration (default: the embedded default).
+    #[arg(long, env = "CLAWGATE_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RequiredConfigArg {
+    /// The configuration file to check.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApprovalsCommand {
+    /// List approval requests (pending by default).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// pending, approved, denied, expired or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending request (once, unless --for-24h).
+    Approve {
+        /// Approval id (ap_…).
+        id: String,
+        /// Also allow the same action by the same agent for 24 hours.
+        #[arg(long)]
+        for_24h: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Deny a pending request.
+    Deny {
+        /// Approval id (ap_…).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print the approval page's login link (holds the admin token: show it only to the owner).
+    Url {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Print the last records.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the whole hash chain; fails on any edited, removed or reordered record.
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OpenclawCommand {
+    /// Install Clawgate's plugin entry into OpenClaw's config (idempotent, with a backup).
+    Configure {
+        /// OpenClaw's config file (openclaw.json).
+        #[arg(long, value_name = "PATH")]
+        openclaw_config: PathBuf,
+        /// The plugin directory (default: /usr/share/clawgate/openclaw-plugin).
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 /// Input and vault options shared by `scan` and `redact`.

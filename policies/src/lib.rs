@@ -38,4 +38,4 @@ pub mod url;
 pub use class::{Class, Finding, Verdict};
 pub use decision::{Action, Decision, Tier, action_for, decide};
 pub use error::{Error, Result};
-pub use policy::{Policy, ToolCall};
+pub use policy::{Assessment, Policy, ToolCall};

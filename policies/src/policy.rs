@@ -109,6 +109,24 @@ impl ToolCall {
     }
 }
 
+/// A classified call and where it reaches on the network.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    /// The class and findings.
+    pub verdict: Verdict,
+    /// Every host the call's URLs name (IDNA-normalised, sorted, deduplicated).
+    pub hosts: Vec<String>,
+    /// The call also reaches the network somewhere no host could be named for.
+    pub opaque_network: bool,
+}
+
+/// Network reach gathered while classifying (nested calls included).
+#[derive(Debug, Default)]
+pub(crate) struct Reach {
+    pub(crate) hosts: Vec<String>,
+    pub(crate) opaque_network: bool,
+}
+
 /// A loaded, validated policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -126,6 +144,11 @@ impl Policy {
     /// The default policy from `policies/default/`.
     pub fn default_policy() -> Result<Policy> {
         Policy::from_sources(&DEFAULT_FILES)
+    }
+
+    /// The default policy's files as `(name, text)`, for hashing it into a policy version.
+    pub fn default_sources() -> &'static [(&'static str, &'static str)] {
+        &DEFAULT_FILES
     }
 
     /// Loads every `*.toml` file of `dir` (in name order).
@@ -301,9 +324,19 @@ impl Policy {
 
     /// Classifies one tool call.
     pub fn classify(&self, call: &ToolCall) -> Verdict {
+        self.assess(call).verdict
+    }
+
+    /// Classifies one tool call and reports where it reaches on the network, which the hook
+    /// server needs to check a secret's host scope before resolving `SECRET_REF` into the call.
+    pub fn assess(&self, call: &ToolCall) -> Assessment {
         let mut findings = Findings::default();
-        self.classify_into(call, &mut findings, 0);
-        Verdict::from_findings(findings.list)
+        let reach = self.classify_into(call, &mut findings, 0);
+        Assessment {
+            verdict: Verdict::from_findings(findings.list),
+            hosts: reach.hosts,
+            opaque_network: reach.opaque_network,
+        }
     }
 
     /// Classifies one shell command as an `exec` call.
@@ -321,7 +354,7 @@ impl Policy {
         shell::analyze(&self.shell, &self.paths, command, cwd)
     }
 
-    pub(crate) fn classify_into(&self, call: &ToolCall, out: &mut Findings, depth: usize) {
+    pub(crate) fn classify_into(&self, call: &ToolCall, out: &mut Findings, depth: usize) -> Reach {
         let tool = canonical_tool(&call.tool);
         let mut facts = Facts {
             params: Some(&call.params),
@@ -335,6 +368,13 @@ impl Policy {
             }
         }
         self.apply_grants(tool, &facts, out);
+        let mut hosts = facts.hosts;
+        hosts.sort();
+        hosts.dedup();
+        Reach {
+            hosts,
+            opaque_network: facts.opaque_network,
+        }
     }
 
     /// Grants are narrow pre-approvals: when one fires, the call's `yellow_external` findings

@@ -209,6 +209,8 @@ pub(crate) struct Facts<'a> {
     pub(crate) segments: Vec<Segment>,
     pub(crate) path_kinds: Vec<PathKind>,
     pub(crate) hosts: Vec<String>,
+    /// Network use whose destination could not be named (see `ShellAnalysis::opaque_network`).
+    pub(crate) opaque_network: bool,
     pub(crate) sender_is_owner: Option<bool>,
 }
 

@@ -199,7 +199,7 @@ impl Policy {
                     format!("canvas action {other:?} is not known"),
                 ),
             },
-            "tool_call" => self.tool_call(call, out, depth),
+            "tool_call" => self.tool_call(call, out, facts, depth),
             _ => self.baseline(tool, out),
         }
     }
@@ -274,6 +274,7 @@ impl Policy {
         }
         facts.segments.extend(analysis.segments);
         facts.hosts.extend(analysis.hosts);
+        facts.opaque_network |= analysis.opaque_network;
         facts.path_kinds.extend(analysis.path_kinds);
         facts.command = Some(match facts.command.take() {
             Some(prev) => format!("{prev}\n{command}"),
@@ -876,7 +877,7 @@ impl Policy {
         }
     }
 
-    fn tool_call(&self, call: &ToolCall, out: &mut Findings, depth: usize) {
+    fn tool_call(&self, call: &ToolCall, out: &mut Findings, facts: &mut Facts<'_>, depth: usize) {
         let p = &call.params;
         let (Some(id), args) = (
             s(p, "id"),
@@ -905,7 +906,9 @@ impl Policy {
             sender_is_owner: call.sender_is_owner,
             ..ToolCall::new(id, args)
         };
-        self.classify_into(&inner, out, depth + 1);
+        let reach = self.classify_into(&inner, out, depth + 1);
+        facts.hosts.extend(reach.hosts);
+        facts.opaque_network |= reach.opaque_network;
     }
 }
 

@@ -86,6 +86,10 @@ pub struct ShellAnalysis {
     pub hosts: Vec<String>,
     /// Kinds of the paths it reads, writes or deletes, for `path_kinds` rule predicates.
     pub path_kinds: Vec<PathKind>,
+    /// The command reaches the network somewhere no host could be named for (`ssh`, `nc`,
+    /// `git push`, a URL computed at run time). Secrets are never resolved into such a call:
+    /// their host scope cannot be checked.
+    pub opaque_network: bool,
 }
 
 /// Where a command's standard input comes from.
@@ -126,6 +130,7 @@ pub(crate) fn analyze(
         segments: a.segments,
         hosts: a.hosts,
         path_kinds: a.path_kinds,
+        opaque_network: a.opaque_network,
     }
 }
 
@@ -139,6 +144,8 @@ pub(crate) struct Analyzer<'c> {
     cwd: Option<String>,
     reads_secret: bool,
     network: bool,
+    /// See [`ShellAnalysis::opaque_network`].
+    opaque_network: bool,
     aborted: bool,
     /// How many dispatch wrappers (`sudo nice timeout ...`) enclose the current command.
     wrap_depth: usize,
@@ -175,6 +182,7 @@ impl<'c> Analyzer<'c> {
             cwd: cwd.map(str::to_owned),
             reads_secret: false,
             network: false,
+            opaque_network: false,
             aborted: false,
             wrap_depth: 0,
             hosts: Vec::new(),
@@ -703,6 +711,12 @@ impl<'c> Analyzer<'c> {
                 ),
             );
         }
+    }
+
+    /// The call reaches the network at a destination that could not be named.
+    pub(crate) fn network_unnamed(&mut self) {
+        self.network = true;
+        self.opaque_network = true;
     }
 
     pub(crate) fn note_host(&mut self, host: &str) {

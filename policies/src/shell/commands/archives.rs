@@ -253,7 +253,7 @@ impl Analyzer<'_> {
             ],
         );
         if parsed.has(&["-H", "--host"]) {
-            self.network = true;
+            self.network_unnamed();
             self.add(
                 Class::Red,
                 "shell.systemctl.remote",

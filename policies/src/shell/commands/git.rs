@@ -124,7 +124,7 @@ impl Analyzer<'_> {
                     let text = join(&cmd);
                     self.payload(&text);
                 }
-                self.network = true;
+                self.network_unnamed();
                 self.add(Class::YellowExternal, "shell.git.network", "git submodule commands fetch from remotes");
             }
             "update-ref" if has(&["-d"]) => self.add(Class::Red, "shell.git.update_ref_delete", "deletes a ref directly"),
@@ -142,7 +142,7 @@ impl Analyzer<'_> {
             }
             "push" => self.git_push(sub_args),
             "fetch" | "pull" | "clone" | "ls-remote" | "send-email" => {
-                self.network = true;
+                self.network_unnamed();
                 if has(&["--upload-pack", "--receive-pack", "--exec", "--config", "--template"])
                     || (sub != "fetch" && sub != "pull" && has(&["-u", "-c"]))
                 {
@@ -321,7 +321,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn git_push(&mut self, sub_args: &[Word]) {
-        self.network = true;
+        self.network_unnamed();
         let parsed = p(
             sub_args,
             "o",

@@ -125,7 +125,7 @@ impl Analyzer<'_> {
     pub(crate) fn scan_code_literals(&mut self, lang: &str, code: &str) {
         for lit in string_literals(code) {
             if lit.contains("://") {
-                self.network = true;
+                self.network_unnamed();
                 if let Ok(u) = url::parse(lit)
                     && let Some((class, rule, reason)) = url::host_finding(&u)
                 {

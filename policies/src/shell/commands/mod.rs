@@ -411,7 +411,7 @@ impl Analyzer<'_> {
             }
             "dig" | "nslookup" | "host" | "whois" | "ping" | "ping6" | "traceroute"
             | "tracepath" | "mtr" => {
-                self.network = true;
+                self.network_unnamed();
                 self.add(
                     Class::YellowExternal,
                     "shell.network.probe",
@@ -580,7 +580,7 @@ impl Analyzer<'_> {
     pub(crate) fn opaque_args(&mut self, args: &[Word]) {
         for w in args {
             if w.text.contains("://") {
-                self.network = true;
+                self.network_unnamed();
                 if let Ok(u) = url::parse(&w.text) {
                     self.note_host(&u.host);
                     if let Some((class, rule, reason)) = url::host_finding(&u) {

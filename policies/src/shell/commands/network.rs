@@ -18,6 +18,7 @@ impl Analyzer<'_> {
                 let prefix = &raw[..cut];
                 let after_scheme = prefix.find("://").map_or(prefix, |i| &prefix[i + 3..]);
                 if !after_scheme.contains(['/', '?', '#']) {
+                    self.opaque_network = true;
                     self.add(
                         Class::Red,
                         "url.dynamic_host",
@@ -32,11 +33,14 @@ impl Analyzer<'_> {
             None => raw,
         };
         match url::parse(raw) {
-            Err(url::BadUrl(why)) => self.add(
-                Class::Red,
-                "url.unparseable",
-                format!("{tool}: the URL {raw} could not be understood ({why})"),
-            ),
+            Err(url::BadUrl(why)) => {
+                self.opaque_network = true;
+                self.add(
+                    Class::Red,
+                    "url.unparseable",
+                    format!("{tool}: the URL {raw} could not be understood ({why})"),
+                );
+            }
             Ok(u) => {
                 self.note_host(&u.host);
                 if u.userinfo {
@@ -300,6 +304,9 @@ impl Analyzer<'_> {
             self.url_arg(u, "curl");
         }
         self.network = true;
+        if urls.is_empty() {
+            self.opaque_network = true;
+        }
         if urls.is_empty() && parsed.values(&["--url"]).is_empty() {
             self.add(
                 Class::YellowExternal,
@@ -387,6 +394,9 @@ impl Analyzer<'_> {
         }
         self.network = true;
         if urls.is_empty() {
+            self.opaque_network = true;
+        }
+        if urls.is_empty() {
             self.add(
                 Class::YellowExternal,
                 "shell.network.fetch",
@@ -434,7 +444,7 @@ impl Analyzer<'_> {
         for v in parsed.values(&["--output"]) {
             self.path_write(v, name);
         }
-        self.network = true;
+        self.network_unnamed();
         self.add(
             Class::YellowExternal,
             "shell.network.fetch",
@@ -490,7 +500,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn ssh(&mut self, args: &[Word]) {
-        self.network = true;
+        self.network_unnamed();
         let parsed = p(args, "bcDEeFIiJLlmOopQRSWwB", &[]);
         self.ssh_options(parsed.values(&["-o"]));
         if parsed.has(&["-F"]) {
@@ -520,7 +530,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn scp(&mut self, name: &str, args: &[Word]) {
-        self.network = true;
+        self.network_unnamed();
         let parsed = p(args, "cFiloPSJDbX", &[]);
         self.ssh_options(parsed.values(&["-o"]));
         if parsed.has(&["-S", "-F"]) {
@@ -648,7 +658,7 @@ impl Analyzer<'_> {
             );
         }
         if remote {
-            self.network = true;
+            self.network_unnamed();
             self.add(
                 Class::YellowExternal,
                 "shell.network.copy",
@@ -664,7 +674,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn raw_net(&mut self, name: &str, args: &[Word]) {
-        self.network = true;
+        self.network_unnamed();
         let joined = join(args).to_ascii_lowercase();
         let exec_flag = args.iter().any(|w| {
             matches!(

@@ -72,7 +72,7 @@ impl Analyzer<'_> {
                 } else {
                     Class::Red
                 };
-                self.network = true;
+                self.network_unnamed();
                 self.add(
                     class,
                     "shell.pkg.publish",
@@ -238,7 +238,7 @@ impl Analyzer<'_> {
                 );
             }
             "publish" | "push" | "login" | "owner" | "yank" => {
-                self.network = true;
+                self.network_unnamed();
                 self.add(
                     Class::YellowExternal,
                     "shell.pkg.publish",
@@ -290,7 +290,7 @@ impl Analyzer<'_> {
                 format!("`cargo {sub}` downloads crates from the internet"),
             ),
             "publish" => {
-                self.network = true;
+                self.network_unnamed();
                 self.add(
                     Class::YellowExternal,
                     "shell.pkg.publish",

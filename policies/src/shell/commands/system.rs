@@ -40,7 +40,7 @@ impl Analyzer<'_> {
             &["--host", "--context", "--config", "--log-level"],
         );
         if parsed.has(&["-H", "--host"]) {
-            self.network = true;
+            self.network_unnamed();
             self.add(
                 Class::Red,
                 "shell.docker.remote",
@@ -90,7 +90,7 @@ impl Analyzer<'_> {
             | ("image" | "container" | "network" | "volume" | "context", "ls" | "list" | "inspect")
             | ("compose", "ps" | "logs" | "config" | "ls" | "images" | "version") => {}
             ("build" | "pull" | "push", _) | ("image", "pull" | "push" | "build") | ("buildx", _) => {
-                self.network = true;
+                self.network_unnamed();
                 self.add(Class::YellowExternal, "shell.docker.registry", format!("`{name} {sub}` exchanges images with a registry"))
             }
             ("tag" | "save" | "load" | "commit" | "export" | "import", _) => {
@@ -105,7 +105,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn gh(&mut self, name: &str, args: &[Word]) {
-        self.network = true;
+        self.network_unnamed();
         let t = texts(args);
         let pair = (
             t.first().copied().unwrap_or(""),
@@ -144,7 +144,7 @@ impl Analyzer<'_> {
     }
 
     pub(super) fn cloud(&mut self, name: &str, args: &[Word]) {
-        self.network = true;
+        self.network_unnamed();
         const DESTRUCTIVE: [&str; 20] = [
             "delete",
             "destroy",

@@ -261,7 +261,7 @@ impl Analyzer<'_> {
             &["--jobs", "--sshlogin", "--joblog", "--results"],
         );
         if parsed.has(&["-S", "--sshlogin"]) {
-            self.network = true;
+            self.network_unnamed();
             self.add(
                 Class::Red,
                 "shell.parallel.remote",

@@ -1,0 +1,511 @@
+//! `clawgate serve`'s configuration: TOML read in two phases.
+//!
+//! Phase one is syntax and shape: serde with `deny_unknown_fields`, so a misspelt key is an error
+//! with its line, never silently ignored. Phase two is meaning: values in range, users and groups
+//! that exist, paths made absolute against the state directory. Only a fully validated
+//! [`Settings`] reaches the daemon, and `clawgate validate` runs exactly the same two phases.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clawgate_policies::Tier;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Largest configuration file read.
+const MAX_CONFIG: u64 = 1024 * 1024;
+/// OpenClaw caps a plugin hook's timeout at 600 s; the approval wait must leave room inside it.
+pub const MAX_APPROVAL_WAIT_SECS: u64 = 590;
+
+/// File names inside the state directory.
+pub const HOOK_SOCKET: &str = "hook.sock";
+/// The admin socket (approvals CLI).
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// The admin page's token.
+pub const ADMIN_TOKEN: &str = "admin.token";
+/// Approvals and audit.
+pub const DAEMON_DB: &str = "clawgate.db";
+/// The vault.
+pub const VAULT_DB: &str = "vault.db";
+/// The embedded default's vault key file.
+pub const VAULT_KEY: &str = "vault.key";
+
+/// The configuration file as written (phase one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where state lives; default as for every other command.
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    hook: RawHook,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    approvals: RawApprovals,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    vault: RawVault,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    socket: Option<PathBuf>,
+    /// Octal string, e.g. "0660".
+    socket_mode: Option<String>,
+    socket_group: Option<String>,
+    /// Users whose processes may connect (peer credentials). Default: this daemon's own user.
+    allowed_users: Option<Vec<String>>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    socket: Option<PathBuf>,
+    socket_mode: Option<String>,
+    socket_group: Option<String>,
+    /// Approval page and metrics; `"off"` disables the listener.
+    listen: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    wait_seconds: Option<u64>,
+    expiry_hours: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    dir: Option<PathBuf>,
+    tier: Option<u8>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    path: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    credential: Option<String>,
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    /// `auto` (journald when present, else stderr), `journald` or `stderr`.
+    target: Option<String>,
+}
+
+/// Where logs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// journald when its socket answers, else stderr.
+    Auto,
+    /// journald or fail.
+    Journald,
+    /// stderr.
+    Stderr,
+}
+
+/// Who may connect to a Unix socket, checked with the peer's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketSettings {
+    /// Path.
+    pub path: PathBuf,
+    /// Permission bits.
+    pub mode: u32,
+    /// Group the socket is given to, with its id.
+    pub group: Option<(String, u32)>,
+    /// Peer user ids allowed (root is always allowed on the admin socket).
+    pub allowed_uids: Vec<u32>,
+}
+
+/// How the vault is unlocked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultKey {
+    /// The embedded default: `vault.key` in the state directory, generated on first start.
+    DefaultKeyFile(PathBuf),
+    /// A key file given in the configuration.
+    KeyFile(PathBuf),
+    /// A systemd credential name.
+    Credential(String),
+    /// A passphrase file.
+    PassphraseFile(PathBuf),
+}
+
+/// The validated configuration (phase two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// State directory (absolute).
+    pub state_dir: PathBuf,
+    /// The hook socket OpenClaw's plugin connects to.
+    pub hook: SocketSettings,
+    /// Largest hook request body.
+    pub max_body_bytes: usize,
+    /// The admin socket (approvals CLI); the OpenClaw user must not be able to open it.
+    pub admin: SocketSettings,
+    /// The approval page and metrics listener, if enabled.
+    pub admin_listen: Option<SocketAddr>,
+    /// Token for the admin listener.
+    pub admin_token_file: PathBuf,
+    /// How long a call that needs approval is held.
+    pub approval_wait: Duration,
+    /// How long an approval request (and an allow-for-24h grant) lives.
+    pub approval_expiry: Duration,
+    /// Policy directory; `None` is the built-in default.
+    pub policy_dir: Option<PathBuf>,
+    /// Autonomy tier.
+    pub tier: Tier,
+    /// Vault database.
+    pub vault_path: PathBuf,
+    /// Vault key.
+    pub vault_key: VaultKey,
+    /// Approvals and audit database.
+    pub db_path: PathBuf,
+    /// Log destination.
+    pub log: LogTarget,
+}
+
+/// Looks up users and groups; a seam so tests need no real accounts.
+pub trait Accounts {
+    /// Uid of a user name (or a numeric id given as text).
+    fn uid(&self, user: &str) -> Option<u32>;
+    /// Gid of a group name (or a numeric id given as text).
+    fn gid(&self, group: &str) -> Option<u32>;
+    /// This process's uid.
+    fn own_uid(&self) -> u32;
+}
+
+/// The system's account database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemAccounts;
+
+impl Accounts for SystemAccounts {
+    fn uid(&self, user: &str) -> Option<u32> {
+        if let Ok(n) = user.parse::<u32>() {
+            return Some(n);
+        }
+        nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .map(|u| u.uid.as_raw())
+    }
+    fn gid(&self, group: &str) -> Option<u32> {
+        if let Ok(n) = group.parse::<u32>() {
+            return Some(n);
+        }
+        nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    }
+    fn own_uid(&self) -> u32 {
+        nix::unistd::getuid().as_raw()
+    }
+}
+
+/// Phase one: parses TOML; unknown keys and wrong types are errors with their location.
+pub fn parse(text: &str, origin: &Path) -> Result<RawConfig> {
+    toml::from_str(text).map_err(|e| Error::Config(format!("{}: {e}", origin.display())))
+}
+
+/// Reads and parses a configuration file.
+pub fn read(path: &Path) -> Result<RawConfig> {
+    let bytes = clawgate_protocol::io::read_capped(path, MAX_CONFIG)
+        .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::Config(format!("{} is not UTF-8", path.display())))?;
+    parse(text, path)
+}
+
+impl RawConfig {
+    /// Phase two: checks meaning and resolves defaults. `default_state_dir` is used when the file
+    /// names none (the same precedence as every other command).
+    pub fn validate(self, default_state_dir: &Path, accounts: &dyn Accounts) -> Result<Settings> {
+        let state_dir = absolute(self.state_dir.as_deref().unwrap_or(default_state_dir))?;
+        let in_state = |p: Option<PathBuf>, name: &str| match p {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => state_dir.join(p),
+            None => state_dir.join(name),
+        };
+        let own = accounts.own_uid();
+
+        let hook_allowed = match &self.hook.allowed_users {
+            None => vec![own],
+            Some(users) if users.is_empty() => {
+                return Err(bad("hook.allowed_users is empty: nobody could connect"));
+            }
+            Some(users) => users
+                .iter()
+                .map(|u| {
+                    accounts
+                        .uid(u)
+                        .ok_or_else(|| bad(format!("hook.allowed_users: no user `{u}`")))
+                })
+                .collect::<Result<_>>()?,
+        };
+        let hook = SocketSettings {
+            path: in_state(self.hook.socket, HOOK_SOCKET),
+            mode: mode(self.hook.socket_mode.as_deref(), 0o600, "hook.socket_mode")?,
+            group: group(self.hook.socket_group, accounts, "hook.socket_group")?,
+            allowed_uids: hook_allowed,
+        };
+        let admin = SocketSettings {
+            path: in_state(self.admin.socket, ADMIN_SOCKET),
+            mode: mode(
+                self.admin.socket_mode.as_deref(),
+                0o600,
+                "admin.socket_mode",
+            )?,
+            group: group(self.admin.socket_group, accounts, "admin.socket_group")?,
+            allowed_uids: vec![own, 0],
+        };
+        if hook.path == admin.path {
+            return Err(bad("hook.socket and admin.socket must differ"));
+        }
+        if admin.mode & 0o007 != 0 {
+            return Err(bad(
+                "admin.socket_mode gives others access; the agent's user must not reach the admin API",
+            ));
+        }
+        let max_body_bytes = self.hook.max_body_bytes.unwrap_or(4 * 1024 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(bad("hook.max_body_bytes must be between 1 KiB and 64 MiB"));
+        }
+        let admin_listen = match self.admin.listen.as_deref() {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 7790))),
+            Some("off") => None,
+            Some(s) => Some(s.parse().map_err(|_| {
+                bad(format!(
+                    "admin.listen `{s}` is not an address:port (or \"off\")"
+                ))
+            })?),
+        };
+        let wait = self.approvals.wait_seconds.unwrap_or(60);
+        if !(1..=MAX_APPROVAL_WAIT_SECS).contains(&wait) {
+            return Err(bad(format!(
+                "approvals.wait_seconds must be 1..={MAX_APPROVAL_WAIT_SECS} (OpenClaw's hook timeout is at most 600 s)"
+            )));
+        }
+        let expiry = self.approvals.expiry_hours.unwrap_or(24);
+        if !(1..=24 * 7).contains(&expiry) {
+            return Err(bad("approvals.expiry_hours must be 1..=168"));
+        }
+        let tier = match self.policy.tier {
+            None => Tier::Balanced,
+            Some(n) => Tier::from_number(n)
+                .ok_or_else(|| bad(format!("policy.tier {n} is not 1, 2 or 3")))?,
+        };
+        let policy_dir = match self.policy.dir {
+            None => None,
+            Some(d) => {
+                let d = absolute(&d)?;
+                if !d.is_dir() {
+                    return Err(bad(format!(
+                        "policy.dir {} is not a directory",
+                        d.display()
+                    )));
+                }
+                Some(d)
+            }
+        };
+        let v = self.vault;
+        let chosen = [
+            v.key_file.is_some(),
+            v.credential.is_some(),
+            v.passphrase_file.is_some(),
+        ];
+        if chosen.iter().filter(|c| **c).count() > 1 {
+            return Err(bad(
+                "vault: give at most one of key_file, credential, passphrase_file",
+            ));
+        }
+        let vault_key = if let Some(f) = v.key_file {
+            VaultKey::KeyFile(absolute(&f)?)
+        } else if let Some(c) = v.credential {
+            VaultKey::Credential(c)
+        } else if let Some(f) = v.passphrase_file {
+            VaultKey::PassphraseFile(absolute(&f)?)
+        } else {
+            VaultKey::DefaultKeyFile(state_dir.join(VAULT_KEY))
+        };
+        let log = match self.log.target.as_deref() {
+            None | Some("auto") => LogTarget::Auto,
+            Some("journald") => LogTarget::Journald,
+            Some("stderr") => LogTarget::Stderr,
+            Some(other) => {
+                return Err(bad(format!(
+                    "log.target `{other}` is not auto, journald or stderr"
+                )));
+            }
+        };
+        Ok(Settings {
+            vault_path: in_state(v.path, VAULT_DB),
+            admin_token_file: in_state(self.admin.token_file, ADMIN_TOKEN),
+            db_path: state_dir.join(DAEMON_DB),
+            state_dir,
+            hook,
+            max_body_bytes,
+            admin,
+            admin_listen,
+            approval_wait: Duration::from_secs(wait),
+            approval_expiry: Duration::from_secs(expiry * 3600),
+            policy_dir,
+            tier,
+            vault_key,
+            log,
+        })
+    }
+}
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::Config(message.into())
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| bad(format!("{}: {e}", p.display())))
+}
+
+fn mode(text: Option<&str>, default: u32, key: &str) -> Result<u32> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let m = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| bad(format!("{key} `{text}` is not an octal mode like \"0660\"")))?;
+    if m > 0o777 || m & 0o600 != 0o600 {
+        return Err(bad(format!(
+            "{key} {m:04o} must be a permission mode that lets the owner read and write"
+        )));
+    }
+    Ok(m)
+}
+
+fn group(
+    name: Option<String>,
+    accounts: &dyn Accounts,
+    key: &str,
+) -> Result<Option<(String, u32)>> {
+    name.map(|g| {
+        accounts
+            .gid(&g)
+            .map(|gid| (g.clone(), gid))
+            .ok_or_else(|| bad(format!("{key}: no group `{g}`")))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+    impl Accounts for Fake {
+        fn uid(&self, user: &str) -> Option<u32> {
+            match user {
+                "openclaw" => Some(1001),
+                n => n.parse().ok(),
+            }
+        }
+        fn gid(&self, group: &str) -> Option<u32> {
+            (group == "openclaw").then_some(1001)
+        }
+        fn own_uid(&self) -> u32 {
+            999
+        }
+    }
+
+    fn settings(text: &str) -> Result<Settings> {
+        parse(text, Path::new("test.toml"))?.validate(Path::new("/var/lib/clawgate"), &Fake)
+    }
+
+    #[test]
+    fn the_empty_file_is_the_embedded_default() {
+        let s = settings("").unwrap();
+        assert_eq!(s.hook.path, Path::new("/var/lib/clawgate/hook.sock"));
+        assert_eq!(s.hook.mode, 0o600);
+        assert_eq!(s.hook.allowed_uids, vec![999]);
+        assert_eq!(s.admin.allowed_uids, vec![999, 0]);
+        assert_eq!(s.approval_wait, Duration::from_secs(60));
+        assert_eq!(s.approval_expiry, Duration::from_secs(24 * 3600));
+        assert_eq!(s.tier, Tier::Balanced);
+        assert_eq!(
+            s.vault_key,
+            VaultKey::DefaultKeyFile("/var/lib/clawgate/vault.key".into())
+        );
+        assert_eq!(s.admin_listen, Some("127.0.0.1:7790".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_packaged_config() {
+        let s = settings(
+            r#"
+            state_dir = "/var/lib/clawgate"
+            [hook]
+            socket = "/run/clawgate/hook.sock"
+            socket_mode = "0660"
+            socket_group = "openclaw"
+            allowed_users = ["openclaw"]
+            [admin]
+            listen = "off"
+            [approvals]
+            wait_seconds = 120
+            [policy]
+            tier = 1
+            [vault]
+            credential = "vault-key"
+            [log]
+            target = "journald"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(s.hook.mode, 0o660);
+        assert_eq!(s.hook.group, Some(("openclaw".into(), 1001)));
+        assert_eq!(s.hook.allowed_uids, vec![1001]);
+        assert_eq!(s.admin_listen, None);
+        assert_eq!(s.tier, Tier::Supervised);
+        assert_eq!(s.vault_key, VaultKey::Credential("vault-key".into()));
+        assert_eq!(s.log, LogTarget::Journald);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let cases = [
+            ("[hook]\nsockett = \"x\"", "unknown field `sockett`"),
+            ("bogus = 1", "unknown field `bogus`"),
+            ("[approvals]\nwait_seconds = 0", "wait_seconds"),
+            ("[approvals]\nwait_seconds = 900", "wait_seconds"),
+            ("[approvals]\nwait_seconds = \"60\"", "invalid type"),
+            ("[policy]\ntier = 4", "tier 4"),
+            ("[hook]\nsocket_mode = \"rw\"", "octal"),
+            ("[hook]\nsocket_mode = \"0066\"", "owner read and write"),
+            ("[admin]\nsocket_mode = \"0666\"", "admin API"),
+            ("[hook]\nsocket_group = \"nosuch\"", "no group `nosuch`"),
+            ("[hook]\nallowed_users = [\"nosuch\"]", "no user `nosuch`"),
+            ("[hook]\nallowed_users = []", "nobody"),
+            ("[admin]\nlisten = \"localhost\"", "address:port"),
+            (
+                "[vault]\nkey_file = \"/k\"\ncredential = \"c\"",
+                "at most one",
+            ),
+            ("[log]\ntarget = \"syslog\"", "syslog"),
+            (
+                "[hook]\nsocket = \"a\"\n[admin]\nsocket = \"a\"",
+                "must differ",
+            ),
+            ("[policy]\ndir = \"/nonexistent/policy\"", "not a directory"),
+        ];
+        for (text, want) in cases {
+            let err = settings(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}

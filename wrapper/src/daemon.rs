@@ -1,0 +1,376 @@
+//! `clawgate serve`: opens state, binds the sockets, runs until SIGTERM, reloads on SIGHUP.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clawgate_policies::{Policy, Tier, bundle};
+use clawgate_protocol::SecretString;
+use clawgate_vault::{KdfParams, KeySource, Vault};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::admin::AdminPage;
+use crate::config::{Settings, SocketSettings, VaultKey};
+use crate::engine::{Engine, Timing};
+use crate::error::{Error, Result};
+use crate::server::{self, AdminSocketApi, HookApi, PeerRule};
+use crate::store::Store;
+
+/// The per-tenant key that keeps placeholders of unknown secrets stable across turns.
+pub const PLACEHOLDER_KEY: &str = "placeholder.key";
+/// Longest passphrase or token file read.
+const MAX_SMALL_FILE: u64 = 4096;
+/// How often expired approvals are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Re-reads and validates the configuration (for SIGHUP).
+pub type Reloader = Box<dyn Fn() -> Result<Settings> + Send + Sync>;
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(settings: Settings, reload: Reloader) -> Result<()> {
+    ensure_private_dir(&settings.state_dir)?;
+    let vault = open_vault(&settings)?;
+    let placeholder_key = placeholder_key(&settings.state_dir)?;
+    let (policy, version) = load_policy(&settings)?;
+    let store = Store::open(&settings.db_path)?;
+    let engine = Arc::new(Engine::new(
+        policy,
+        settings.tier,
+        version,
+        vault,
+        placeholder_key,
+        store,
+        timing(&settings),
+    )?);
+    let token = admin_token(&settings.admin_token_file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the runtime", e))?;
+    runtime.block_on(serve(settings, engine, token, reload))
+}
+
+async fn serve(
+    settings: Settings,
+    engine: Arc<Engine>,
+    token: SecretString,
+    reload: Reloader,
+) -> Result<()> {
+    let hook = bind_unix(&settings.hook)?;
+    let admin = bind_unix(&settings.admin)?;
+    let page = match settings.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::io(format!("binding the admin listener {addr}"), e))?,
+        ),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(server::serve_unix(
+        hook,
+        PeerRule {
+            uids: settings.hook.allowed_uids.clone(),
+            gid: None,
+        },
+        settings.max_body_bytes,
+        Arc::new(HookApi {
+            engine: engine.clone(),
+        }),
+        stop_rx.clone(),
+        "hook",
+    ));
+    tasks.spawn(server::serve_unix(
+        admin,
+        PeerRule {
+            uids: settings.admin.allowed_uids.clone(),
+            gid: settings.admin.group.as_ref().map(|g| g.1),
+        },
+        64 * 1024,
+        Arc::new(AdminSocketApi {
+            engine: engine.clone(),
+        }),
+        stop_rx.clone(),
+        "admin",
+    ));
+    if let Some(listener) = page {
+        let addr = listener.local_addr().ok();
+        tracing::info!(?addr, "Approval page listening.");
+        tasks.spawn(server::serve_tcp(
+            listener,
+            64 * 1024,
+            Arc::new(AdminPage {
+                engine: engine.clone(),
+                token,
+            }),
+            stop_rx.clone(),
+        ));
+    }
+    engine.store().audit(
+        "daemon.started",
+        &json!({ "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }),
+    )?;
+    tracing::info!(hook = %settings.hook.path.display(), admin = %settings.admin.path.display(), "clawgate serve ready.");
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
+    let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload_now(&engine, &reload, &settings),
+            _ = sweep.tick() => {
+                if let Err(e) = engine.sweep() {
+                    tracing::error!(error = %e, "Sweeping expired approvals failed.");
+                }
+            }
+        }
+    }
+    tracing::info!("Shutting down: no new connections; open requests finish.");
+    engine.begin_shutdown();
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    for path in [&settings.hook.path, &settings.admin.path] {
+        let _ = std::fs::remove_file(path);
+    }
+    engine
+        .store()
+        .audit("daemon.stopped", &json!({ "pid": std::process::id() }))?;
+    Ok(())
+}
+
+fn reload_now(engine: &Engine, reload: &Reloader, running: &Settings) {
+    let result = reload().and_then(|s| {
+        if s.hook != running.hook
+            || s.admin != running.admin
+            || s.admin_listen != running.admin_listen
+        {
+            tracing::warn!(
+                "Socket and listener settings changed; they take effect at the next restart."
+            );
+        }
+        let (policy, version) = load_policy(&s)?;
+        engine.reload(policy, s.tier, version, timing(&s))
+    });
+    match result {
+        Ok(()) => tracing::info!("Reloaded configuration and policy."),
+        Err(e) => {
+            tracing::error!(error = %e, "Reload refused; the previous configuration and policy stay in force.");
+            let _ = engine
+                .store()
+                .audit("reload.failed", &json!({ "error": e.to_string() }));
+        }
+    }
+}
+
+fn timing(s: &Settings) -> Timing {
+    Timing {
+        approval_wait: s.approval_wait,
+        approval_expiry: s.approval_expiry,
+    }
+}
+
+/// Loads the policy and names its version: a hash of its files.
+pub fn load_policy(s: &Settings) -> Result<(Policy, String)> {
+    let mut h = Sha256::new();
+    let policy = match &s.policy_dir {
+        None => {
+            for (name, text) in Policy::default_sources() {
+                h.update(name.as_bytes());
+                h.update(b"\0");
+                h.update(text.as_bytes());
+                h.update(b"\0");
+            }
+            Policy::default_policy()?
+        }
+        Some(dir) => {
+            let files = bundle::read_policy_dir(dir)
+                .map_err(|e| Error::Config(format!("policy.dir: {e}")))?;
+            let mut sources = Vec::new();
+            for (name, bytes) in &files {
+                h.update(name.as_bytes());
+                h.update(b"\0");
+                h.update(bytes);
+                h.update(b"\0");
+                if !name.contains('/') && name.ends_with(".toml") {
+                    let text = std::str::from_utf8(bytes)
+                        .map_err(|_| Error::Config(format!("policy file {name} is not UTF-8")))?;
+                    sources.push((name.as_str(), text));
+                }
+            }
+            Policy::from_sources(&sources)?
+        }
+    };
+    let tier = match s.tier {
+        Tier::Supervised => 1,
+        Tier::Balanced => 2,
+        Tier::Autonomous => 3,
+    };
+    h.update([tier]);
+    Ok((
+        policy,
+        format!("sha256:{}", &hex::encode(h.finalize())[..16]),
+    ))
+}
+
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Error::Config(format!(
+            "state directory {} has mode {:04o}; group and others must have no access (chmod 700)",
+            dir.display(),
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the vault; the embedded default creates it (and its 0600 key file) on first start.
+pub fn open_vault(s: &Settings) -> Result<Option<Vault>> {
+    let source = match &s.vault_key {
+        VaultKey::DefaultKeyFile(key) => {
+            if !s.vault_path.exists() {
+                if !key.exists() {
+                    clawgate_vault::generate_key_file(key)?;
+                    tracing::info!(key = %key.display(), "Generated the vault key file (mode 0600).");
+                }
+                let vault = Vault::create(
+                    &s.vault_path,
+                    &KeySource::KeyFile(key.clone()),
+                    KdfParams::default(),
+                )?;
+                tracing::info!(vault = %s.vault_path.display(), "Created an empty vault.");
+                return Ok(Some(vault));
+            }
+            KeySource::KeyFile(key.clone())
+        }
+        VaultKey::KeyFile(key) => KeySource::KeyFile(key.clone()),
+        VaultKey::Credential(name) => {
+            KeySource::credential(&clawgate_protocol::env::ProcessEnv, name)?
+        }
+        VaultKey::PassphraseFile(file) => {
+            let bytes = zeroize::Zeroizing::new(
+                clawgate_protocol::io::read_capped(file, MAX_SMALL_FILE)
+                    .map_err(|e| Error::io(format!("reading {}", file.display()), e))?,
+            );
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| Error::Config(format!("{} is not UTF-8", file.display())))?;
+            let line = text.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                return Err(Error::Config(format!("{} is empty", file.display())));
+            }
+            KeySource::Passphrase(SecretString::new(line.to_owned()))
+        }
+    };
+    if !s.vault_path.exists() {
+        return Err(Error::Config(format!(
+            "no vault at {}; create it with `clawgate vault init`",
+            s.vault_path.display()
+        )));
+    }
+    Ok(Some(Vault::open(&s.vault_path, &source)?))
+}
+
+/// Reads (creating 0600 if missing) the placeholder key.
+pub fn placeholder_key(dir: &Path) -> Result<[u8; 32]> {
+    let path = dir.join(PLACEHOLDER_KEY);
+    if !path.exists() {
+        clawgate_vault::generate_key_file(&path)?;
+    }
+    let key = clawgate_vault::read_key_file(&path)?;
+    key.as_slice()
+        .try_into()
+        .map_err(|_| Error::Config(format!("{} must hold 32 bytes", path.display())))
+}
+
+/// Reads the admin token, creating a random one (mode 0600) on first start.
+pub fn admin_token(path: &Path) -> Result<SecretString> {
+    if !path.exists() {
+        let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::getrandom(raw.as_mut())
+            .map_err(|e| Error::io("random token", std::io::Error::other(e.to_string())))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        f.write_all(hex::encode(raw.as_ref()).as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    }
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Error::Config(format!(
+            "{} is readable by others; chmod 600 it",
+            path.display()
+        )));
+    }
+    let bytes = zeroize::Zeroizing::new(
+        clawgate_protocol::io::read_capped(path, MAX_SMALL_FILE)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::Config(format!("{} is not UTF-8", path.display())))?
+        .trim();
+    if text.len() < 32 {
+        return Err(Error::Config(format!(
+            "{} must hold a token of at least 32 characters",
+            path.display()
+        )));
+    }
+    Ok(SecretString::new(text.to_owned()))
+}
+
+/// Binds a Unix socket with its mode and group set before anyone can connect: the umask keeps
+/// it private while it is created, then it is opened up to exactly the configured mode.
+fn bind_unix(s: &SocketSettings) -> Result<UnixListener> {
+    let path: &PathBuf = &s.path;
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::Config(format!(
+                "{} is in use: another clawgate serve is running",
+                path.display()
+            )));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| Error::io(format!("removing stale socket {}", path.display()), e))?;
+    }
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
+    if let Some((_, gid)) = &s.group {
+        std::os::unix::fs::chown(path, None, Some(*gid))
+            .map_err(|e| Error::io(format!("giving {} to group {gid}", path.display()), e))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.mode))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    Ok(listener)
+}

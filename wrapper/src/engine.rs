@@ -1,0 +1,878 @@
+//! The decision path behind every hook: classify, decide by tier, hold for approval, resolve
+//! secrets, audit. No HTTP here; `server.rs` maps requests to these functions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use clawgate_policies::rules::canonical_tool;
+use clawgate_policies::{Action, Assessment, Class, Policy, Tier, ToolCall};
+use clawgate_redact::Redactor;
+use clawgate_vault::Vault;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+use crate::metrics::{DecisionLabels, Metrics};
+use crate::secrets;
+use crate::store::{Approval, GrantKind, NewApproval, Status, Store};
+use crate::summary;
+
+/// How long a decision is remembered by tool call id, so the trusted policy and the
+/// `before_tool_call` hook (which both see every call) decide once and ask once.
+const REMEMBER_FOR: Duration = Duration::from_secs(600);
+/// Most remembered decisions.
+const REMEMBER_MAX: usize = 10_000;
+
+/// Secrets resolved into a call: `(name, environment variable for exec)`.
+type Resolved = Vec<(String, Option<String>)>;
+
+/// The policy in force and everything derived from it. Replaced whole on reload; a call in
+/// flight keeps the snapshot it started with.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The classifier.
+    pub policy: Policy,
+    /// Autonomy tier.
+    pub tier: Tier,
+    /// Policy version (a hash of its sources): grants are bound to it.
+    pub version: String,
+    /// Redacts summaries, action hashes and tool results.
+    pub redactor: Redactor,
+    /// Vault generation the redactor was built from.
+    pub vault_generation: Option<i64>,
+}
+
+/// Which endpoint a decision request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// `registerTrustedToolPolicy` (runs first; also in `openclaw agent exec`).
+    TrustedPolicy,
+    /// `api.on("before_tool_call")`.
+    BeforeToolCall,
+}
+
+impl Hook {
+    fn as_str(self) -> &'static str {
+        match self {
+            Hook::TrustedPolicy => "trusted_policy",
+            Hook::BeforeToolCall => "before_tool_call",
+        }
+    }
+}
+
+/// The answer to OpenClaw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Run with exactly these parameters.
+    Allow(Value),
+    /// Blocked; the model reads the reason.
+    Block(String),
+}
+
+impl Reply {
+    /// OpenClaw's result shape: `{params}` or `{block: true, blockReason}`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Reply::Allow(params) => json!({ "params": params }),
+            Reply::Block(reason) => json!({ "block": true, "blockReason": reason }),
+        }
+    }
+}
+
+/// The hook context fields Clawgate uses (OpenClaw's `PluginHookToolContext`).
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// Agent id (`main` when absent).
+    pub agent: String,
+    /// Session key.
+    pub session_key: Option<String>,
+    /// Run id.
+    pub run_id: Option<String>,
+    /// Tool call id.
+    pub tool_call_id: Option<String>,
+    /// Trace id.
+    pub trace_id: Option<String>,
+}
+
+impl CallContext {
+    fn from_body(body: &Value) -> CallContext {
+        let ctx = body.get("ctx");
+        let event = body.get("event");
+        let text = |k: &str| {
+            ctx.and_then(|c| c.get(k))
+                .or_else(|| event.and_then(|e| e.get(k)))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        CallContext {
+            agent: text("agentId").unwrap_or_else(|| "main".into()),
+            session_key: text("sessionKey"),
+            run_id: text("runId"),
+            tool_call_id: text("toolCallId"),
+            trace_id: ctx
+                .and_then(|c| c.get("trace"))
+                .and_then(|t| t.get("traceId"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        }
+    }
+
+    fn audit_fields(&self) -> Value {
+        json!({ "agent": self.agent, "session_key": self.session_key, "run_id": self.run_id,
+                "tool_call_id": self.tool_call_id, "trace_id": self.trace_id })
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Remembered {
+    Allowed { via: &'static str },
+    Blocked(String),
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    map: HashMap<String, (String, Remembered, Instant, Option<String>)>,
+    order: VecDeque<(String, Instant)>,
+}
+
+impl Recent {
+    fn get(&mut self, id: &str, hash: &str) -> Option<Remembered> {
+        self.evict();
+        match self.map.get(id) {
+            Some((h, r, _, _)) if h == hash => Some(r.clone()),
+            _ => None,
+        }
+    }
+    fn put(&mut self, id: &str, hash: &str, r: Remembered) {
+        self.evict();
+        while self.map.len() >= REMEMBER_MAX {
+            match self.order.pop_front() {
+                Some((old, _)) => {
+                    self.map.remove(&old);
+                }
+                None => break,
+            }
+        }
+        let now = Instant::now();
+        let executed = self.map.get(id).and_then(|e| e.3.clone());
+        self.map
+            .insert(id.to_owned(), (hash.to_owned(), r, now, executed));
+        self.order.push_back((id.to_owned(), now));
+    }
+    fn set_expected(&mut self, id: &str, executed_hash: String) {
+        if let Some(e) = self.map.get_mut(id) {
+            e.3 = Some(executed_hash);
+        }
+    }
+    fn expected(&self, id: &str) -> Option<String> {
+        self.map.get(id).and_then(|e| e.3.clone())
+    }
+    fn evict(&mut self) {
+        while let Some((id, at)) = self.order.front() {
+            if at.elapsed() < REMEMBER_FOR {
+                break;
+            }
+            if self.map.get(id).is_some_and(|e| e.2 == *at) {
+                self.map.remove(id);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
+/// Timing settings the engine needs (from the validated configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a call that needs approval is held.
+    pub approval_wait: Duration,
+    /// How long a request, and an allow-for-24h grant, lives.
+    pub approval_expiry: Duration,
+}
+
+/// The daemon's shared state.
+#[derive(Debug)]
+pub struct Engine {
+    snapshot: RwLock<Arc<Snapshot>>,
+    timing: RwLock<Timing>,
+    vault: Option<Vault>,
+    placeholder_key: [u8; 32],
+    store: Store,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    recent: Mutex<Recent>,
+    shutting_down: AtomicBool,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+impl Engine {
+    /// Builds the engine and audits the policy it starts with.
+    pub fn new(
+        policy: Policy,
+        tier: Tier,
+        policy_version: String,
+        vault: Option<Vault>,
+        placeholder_key: [u8; 32],
+        store: Store,
+        timing: Timing,
+    ) -> Result<Engine> {
+        let snapshot = build_snapshot(
+            policy,
+            tier,
+            policy_version,
+            vault.as_ref(),
+            placeholder_key,
+        )?;
+        let engine = Engine {
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            timing: RwLock::new(timing),
+            vault,
+            placeholder_key,
+            store,
+            waiters: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Recent::default()),
+            shutting_down: AtomicBool::new(false),
+            metrics: Metrics::new(),
+        };
+        engine.after_policy_change()?;
+        Ok(engine)
+    }
+
+    /// The snapshot in force.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        Ok(self.snapshot.read().map_err(|_| Error::Poisoned)?.clone())
+    }
+
+    /// The approvals and audit store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn timing(&self) -> Result<Timing> {
+        Ok(*self.timing.read().map_err(|_| Error::Poisoned)?)
+    }
+
+    /// Swaps in a new policy, tier and timing (SIGHUP). Calls in flight finish on the old
+    /// snapshot. A new policy version clears grants and pending requests made under the old one.
+    pub fn reload(
+        &self,
+        policy: Policy,
+        tier: Tier,
+        version: String,
+        timing: Timing,
+    ) -> Result<()> {
+        let snapshot = build_snapshot(
+            policy,
+            tier,
+            version,
+            self.vault.as_ref(),
+            self.placeholder_key,
+        )?;
+        *self.snapshot.write().map_err(|_| Error::Poisoned)? = Arc::new(snapshot);
+        *self.timing.write().map_err(|_| Error::Poisoned)? = timing;
+        self.after_policy_change()
+    }
+
+    fn after_policy_change(&self) -> Result<()> {
+        let snap = self.snapshot()?;
+        let cleared = self.store.expire(&snap.version)?;
+        self.store.audit(
+            "policy.loaded",
+            &json!({ "policy_version": snap.version, "tier": snap.tier, "cleared": cleared }),
+        )?;
+        self.wake_all()?;
+        self.refresh_pending_gauge();
+        Ok(())
+    }
+
+    /// Rebuilds the redactor if the vault changed since the snapshot was made.
+    fn fresh_snapshot(&self) -> Result<Arc<Snapshot>> {
+        let snap = self.snapshot()?;
+        let Some(vault) = &self.vault else {
+            return Ok(snap);
+        };
+        let generation = vault.generation()?;
+        if snap.vault_generation == Some(generation) {
+            return Ok(snap);
+        }
+        let redactor = build_redactor(Some(vault), self.placeholder_key)?;
+        let mut guard = self.snapshot.write().map_err(|_| Error::Poisoned)?;
+        let fresh = Arc::new(Snapshot {
+            policy: guard.policy.clone(),
+            tier: guard.tier,
+            version: guard.version.clone(),
+            redactor,
+            vault_generation: Some(generation),
+        });
+        *guard = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// `trusted_policy` and `before_tool_call`: the one decision path.
+    pub async fn decide(&self, hook: Hook, body: &Value) -> Result<Reply> {
+        let call = parse_call(body)?;
+        let ctx = CallContext::from_body(body);
+        let snap = self.fresh_snapshot()?;
+        let tool = canonical_tool(&call.tool).to_owned();
+        let assessment = snap.policy.assess(&call);
+        let decision = clawgate_policies::decide(&assessment.verdict, snap.tier);
+        let redacted = summary::redact_value(&snap.redactor, &call.params);
+        let hash = summary::action_hash(&tool, &redacted);
+        let class = assessment.verdict.class;
+
+        let remembered = match &ctx.tool_call_id {
+            Some(id) => self.recent()?.get(id, &hash),
+            None => None,
+        };
+        let outcome = match remembered {
+            Some(Remembered::Blocked(reason)) => {
+                return Ok(Reply::Block(reason));
+            }
+            Some(Remembered::Allowed { via }) => Outcome::Allowed { via },
+            None => {
+                self.judge(
+                    hook,
+                    &call,
+                    &tool,
+                    &assessment,
+                    decision.decision,
+                    &snap,
+                    &ctx,
+                    &hash,
+                    &redacted,
+                    &decision,
+                )
+                .await?
+            }
+        };
+        let reply = match outcome {
+            Outcome::Blocked {
+                reason,
+                outcome,
+                approval,
+            } => {
+                self.record_decision(
+                    hook,
+                    &tool,
+                    class,
+                    outcome,
+                    &decision,
+                    &ctx,
+                    &hash,
+                    &redacted,
+                    approval.as_deref(),
+                    &[],
+                )?;
+                if let Some(id) = &ctx.tool_call_id {
+                    // A pending ask is not remembered: the retry after approval must pass.
+                    if outcome != "ask_pending" {
+                        self.recent()?
+                            .put(id, &hash, Remembered::Blocked(reason.clone()));
+                    }
+                }
+                Reply::Block(reason)
+            }
+            Outcome::Allowed { via } => {
+                match self.finish_allowed(&tool, &call, &assessment, &snap, &ctx) {
+                    Ok((params, resolved)) => {
+                        self.record_decision(
+                            hook, &tool, class, via, &decision, &ctx, &hash, &redacted, None,
+                            &resolved,
+                        )?;
+                        if let Some(id) = &ctx.tool_call_id {
+                            let mut recent = self.recent()?;
+                            recent.put(id, &hash, Remembered::Allowed { via });
+                            recent.set_expected(id, executed_hash(&snap.redactor, &tool, &params));
+                        }
+                        Reply::Allow(params)
+                    }
+                    Err(reason) => {
+                        self.metrics
+                            .resolutions
+                            .get_or_create(&crate::metrics::KindLabels { kind: "refused" })
+                            .inc();
+                        self.store.audit(
+                            "secret.refused",
+                            &json!({ "tool": tool, "action_hash": hash, "reason": reason,
+                                     "secrets": names(&call.params), "ctx": ctx.audit_fields() }),
+                        )?;
+                        let reason = format!("Clawgate blocked this call: {reason}");
+                        self.record_decision(
+                            hook,
+                            &tool,
+                            class,
+                            "refused",
+                            &decision,
+                            &ctx,
+                            &hash,
+                            &redacted,
+                            None,
+                            &[],
+                        )?;
+                        Reply::Block(reason)
+                    }
+                }
+            }
+        };
+        Ok(reply)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn judge(
+        &self,
+        _hook: Hook,
+        call: &ToolCall,
+        tool: &str,
+        assessment: &Assessment,
+        action: Action,
+        snap: &Snapshot,
+        ctx: &CallContext,
+        hash: &str,
+        redacted: &Value,
+        decision: &clawgate_policies::Decision,
+    ) -> Result<Outcome> {
+        if action == Action::Deny {
+            return Ok(Outcome::Blocked {
+                reason: decision.block_reason(),
+                outcome: "denied",
+                approval: None,
+            });
+        }
+        if let Some(reason) = self.secret_precheck(tool, call, assessment, ctx, hash)? {
+            return Ok(Outcome::Blocked {
+                reason: format!("Clawgate blocked this call: {reason}"),
+                outcome: "refused",
+                approval: None,
+            });
+        }
+        if action == Action::Allow {
+            return Ok(Outcome::Allowed { via: "allow" });
+        }
+        // Ask: a valid grant answers at once; otherwise ask (or join the open request) and wait.
+        if self
+            .store
+            .take_grant(hash, &ctx.agent, &snap.version, ctx.tool_call_id.as_deref())?
+            .is_some()
+        {
+            return Ok(Outcome::Allowed { via: "granted" });
+        }
+        let approval = match self.store.find_pending(hash, &ctx.agent, &snap.version)? {
+            Some(a) => a,
+            None => {
+                let summary = summary::summarize(tool, redacted);
+                let a = self.store.create_approval(
+                    &NewApproval {
+                        action_hash: hash,
+                        tool,
+                        class: decision.class.as_str(),
+                        rule: &decision.rule,
+                        summary: &summary,
+                        agent: &ctx.agent,
+                        session_key: ctx.session_key.as_deref(),
+                        tool_call_id: ctx.tool_call_id.as_deref(),
+                        trace_id: ctx.trace_id.as_deref(),
+                        policy_version: &snap.version,
+                    },
+                    self.timing()?.approval_expiry,
+                )?;
+                tracing::info!(approval = %a.id, tool, class = %decision.class, rule = %decision.rule, agent = %ctx.agent, "Approval requested.");
+                self.refresh_pending_gauge();
+                a
+            }
+        };
+        let status = self.wait_for(&approval.id).await?;
+        Ok(match status {
+            Status::Approved => {
+                match self.store.take_grant(
+                    hash,
+                    &ctx.agent,
+                    &snap.version,
+                    ctx.tool_call_id.as_deref(),
+                )? {
+                    Some(_) => Outcome::Allowed { via: "approved" },
+                    // Another call with the same action used the single-use grant first.
+                    None => Outcome::Blocked {
+                        reason: asked_reason(&approval, decision),
+                        outcome: "ask_pending",
+                        approval: Some(approval.id.clone()),
+                    },
+                }
+            }
+            Status::Denied => Outcome::Blocked {
+                reason: format!(
+                    "Clawgate: the owner denied this {} action (approval {}, rule {}). Do not retry it; \
+                     tell the user it was denied or choose another approach.",
+                    decision.class, approval.id, decision.rule
+                ),
+                outcome: "owner_denied",
+                approval: Some(approval.id.clone()),
+            },
+            Status::Pending => Outcome::Blocked {
+                reason: asked_reason(&approval, decision),
+                outcome: "ask_pending",
+                approval: Some(approval.id.clone()),
+            },
+            Status::Expired => Outcome::Blocked {
+                reason: format!(
+                    "Clawgate: approval {} expired or was cleared by a policy change; retry the action \
+                     to ask the owner again.",
+                    approval.id
+                ),
+                outcome: "expired",
+                approval: Some(approval.id.clone()),
+            },
+        })
+    }
+
+    fn secret_precheck(
+        &self,
+        tool: &str,
+        call: &ToolCall,
+        assessment: &Assessment,
+        ctx: &CallContext,
+        hash: &str,
+    ) -> Result<Option<String>> {
+        let refs = secrets::refs_in(&call.params);
+        if refs.is_empty() || tool == "tool_call" {
+            // The outer `tool_call` wrapper keeps its references: the inner call, which OpenClaw
+            // sends through this hook again, resolves them under its own tool name.
+            return Ok(None);
+        }
+        let why = if call.tool_kind.as_deref() == Some("code_mode_exec") {
+            Some("SECRET_REF is not resolved into Code Mode programs".to_owned())
+        } else {
+            secrets::precheck(tool, assessment, &refs, self.vault.as_ref()).err()
+        };
+        if let Some(reason) = &why {
+            self.metrics
+                .resolutions
+                .get_or_create(&crate::metrics::KindLabels { kind: "refused" })
+                .inc();
+            tracing::warn!(tool, secrets = ?refs.iter().map(ToString::to_string).collect::<Vec<_>>(), "SECRET_REF refused: possible exfiltration.");
+            self.store.audit(
+                "secret.refused",
+                &json!({ "tool": tool, "action_hash": hash, "reason": reason,
+                         "secrets": refs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                         "hosts": assessment.hosts, "ctx": ctx.audit_fields() }),
+            )?;
+        }
+        Ok(why)
+    }
+
+    /// Resolves secrets for an allowed call and returns the explicit parameters to run.
+    fn finish_allowed(
+        &self,
+        tool: &str,
+        call: &ToolCall,
+        assessment: &Assessment,
+        _snap: &Snapshot,
+        ctx: &CallContext,
+    ) -> std::result::Result<(Value, Resolved), String> {
+        if secrets::refs_in(&call.params).is_empty() || tool == "tool_call" {
+            return Ok((call.params.clone(), Vec::new()));
+        }
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or_else(|| "this Clawgate has no vault".to_owned())?;
+        let applied = secrets::apply(tool, &call.params, &assessment.hosts, vault)?;
+        for (name, var) in &applied.resolved {
+            self.metrics
+                .resolutions
+                .get_or_create(&crate::metrics::KindLabels { kind: "resolved" })
+                .inc();
+            if let Err(e) = self.store.audit(
+                "secret.resolved",
+                &json!({ "secret": name, "env": var, "tool": tool, "hosts": assessment.hosts,
+                         "ctx": ctx.audit_fields() }),
+            ) {
+                return Err(format!("the audit log failed ({e})"));
+            }
+        }
+        Ok((applied.params, applied.resolved))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_decision(
+        &self,
+        hook: Hook,
+        tool: &str,
+        class: Class,
+        outcome: &'static str,
+        decision: &clawgate_policies::Decision,
+        ctx: &CallContext,
+        hash: &str,
+        redacted: &Value,
+        approval: Option<&str>,
+        resolved: &[(String, Option<String>)],
+    ) -> Result<()> {
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                hook: hook.as_str(),
+                class: class.as_str(),
+                outcome,
+            })
+            .inc();
+        let secrets: Vec<&str> = resolved.iter().map(|(n, _)| n.as_str()).collect();
+        self.store.audit(
+            "decision",
+            &json!({ "hook": hook.as_str(), "tool": tool, "class": class, "rule": decision.rule,
+                     "outcome": outcome, "action_hash": hash,
+                     "summary": summary::summarize(tool, redacted), "approval": approval,
+                     "secrets": secrets, "ctx": ctx.audit_fields() }),
+        )?;
+        tracing::info!(hook = hook.as_str(), tool, class = class.as_str(), rule = %decision.rule, outcome, agent = %ctx.agent, tool_call_id = ?ctx.tool_call_id, "Decision.");
+        Ok(())
+    }
+
+    /// Waits up to the configured time for an approval to leave `pending`.
+    async fn wait_for(&self, id: &str) -> Result<Status> {
+        let notify = self.waiter(id)?;
+        let deadline = tokio::time::Instant::now() + self.timing()?.approval_wait;
+        let status = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let status = self.store.get(id)?.map_or(Status::Expired, |a| a.status);
+            if status != Status::Pending || self.shutting_down.load(Ordering::Acquire) {
+                break status;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break Status::Pending;
+            }
+        };
+        Ok(status)
+    }
+
+    fn waiter(&self, id: &str) -> Result<Arc<Notify>> {
+        let mut w = self.waiters.lock().map_err(|_| Error::Poisoned)?;
+        Ok(w.entry(id.to_owned()).or_default().clone())
+    }
+
+    fn wake_all(&self) -> Result<()> {
+        let mut w = self.waiters.lock().map_err(|_| Error::Poisoned)?;
+        for n in w.values() {
+            n.notify_waiters();
+        }
+        w.clear();
+        Ok(())
+    }
+
+    fn recent(&self) -> Result<std::sync::MutexGuard<'_, Recent>> {
+        self.recent.lock().map_err(|_| Error::Poisoned)
+    }
+
+    fn refresh_pending_gauge(&self) {
+        if let Ok(n) = self.store.pending_count() {
+            self.metrics.pending_approvals.set(n);
+        }
+    }
+
+    /// The owner's answer (admin socket or approval page). Wakes the held call at once.
+    pub fn answer(&self, id: &str, approve: bool, grant: GrantKind, by: &str) -> Result<Approval> {
+        let expiry = self.timing()?.approval_expiry;
+        let a = self.store.decide(id, approve, grant, by, expiry)?;
+        let waited = (a.decided_ms.unwrap_or(a.created_ms) - a.created_ms).max(0);
+        #[allow(clippy::cast_precision_loss)] // milliseconds fit f64 exactly for 285,000 years
+        self.metrics
+            .approval_latency
+            .observe(waited as f64 / 1000.0);
+        tracing::info!(approval = %a.id, status = a.status.as_str(), by, "Approval answered.");
+        if let Some(n) = self.waiters.lock().map_err(|_| Error::Poisoned)?.remove(id) {
+            n.notify_waiters();
+        }
+        self.refresh_pending_gauge();
+        Ok(a)
+    }
+
+    /// Stops holding calls: every held call answers now (the request stays pending and a retry
+    /// after restart finds it).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let _ = self.wake_all();
+    }
+
+    /// Expires old requests (called periodically).
+    pub fn sweep(&self) -> Result<()> {
+        let version = self.snapshot()?.version.clone();
+        if self.store.expire(&version)? > 0 {
+            self.wake_all()?;
+        }
+        self.refresh_pending_gauge();
+        Ok(())
+    }
+
+    /// `after_tool_call`: audits the executed call and checks it is what was allowed.
+    pub fn after_tool_call(&self, body: &Value) -> Result<()> {
+        let call = parse_call(body)?;
+        let ctx = CallContext::from_body(body);
+        let snap = self.fresh_snapshot()?;
+        let tool = canonical_tool(&call.tool).to_owned();
+        let event = body.get("event").unwrap_or(&Value::Null);
+        let executed = executed_hash(&snap.redactor, &tool, &call.params);
+        let expected = match &ctx.tool_call_id {
+            Some(id) => self.recent()?.expected(id),
+            None => None,
+        };
+        let matches = expected.as_ref().map(|e| *e == executed);
+        if matches == Some(false) {
+            self.metrics.executed_mismatch.inc();
+            tracing::warn!(tool, tool_call_id = ?ctx.tool_call_id, "Executed parameters differ from what Clawgate allowed.");
+        }
+        let params = strip_injected_env(&call.params);
+        let details = event.get("result").and_then(|r| r.get("details"));
+        let error = event
+            .get("error")
+            .and_then(Value::as_str)
+            .map(|e| summary::escape_invisible(&snap.redactor.redact(e), 500));
+        self.store.audit(
+            "executed",
+            &json!({ "tool": tool, "summary": summary::summarize(&tool, &summary::redact_value(&snap.redactor, &params)),
+                     "executed_hash": executed, "matches_decision": matches,
+                     "status": details.and_then(|d| d.get("status")),
+                     "exit_code": details.and_then(|d| d.get("exitCode")),
+                     "duration_ms": event.get("durationMs"), "error": error,
+                     "ctx": ctx.audit_fields() }),
+        )?;
+        Ok(())
+    }
+
+    /// `tool_result`: the result with every secret redacted, before the model sees it.
+    pub fn tool_result(&self, body: &Value) -> Result<Value> {
+        let event = body.get("event").filter(|e| e.is_object()).ok_or_else(|| {
+            Error::BadRequest(
+                "body must be {\"event\": {...}, \"ctx\": {...}} with event.result".into(),
+            )
+        })?;
+        let result = event
+            .get("result")
+            .ok_or_else(|| Error::BadRequest("event.result is missing".into()))?;
+        let snap = self.fresh_snapshot()?;
+        let redacted = summary::redact_value(&snap.redactor, result);
+        if redacted != *result {
+            self.metrics.redactions.inc();
+            let ctx = CallContext::from_body(body);
+            self.store.audit(
+                "tool_result.redacted",
+                &json!({ "tool": event.get("toolName"), "ctx": ctx.audit_fields() }),
+            )?;
+        }
+        Ok(json!({ "result": redacted }))
+    }
+
+    /// `llm_output`: records the usage OpenClaw reports, for cross-checking the proxy's meter.
+    pub fn llm_output(&self, body: &Value) -> Result<()> {
+        let event = body.get("event").filter(|e| e.is_object()).ok_or_else(|| {
+            Error::BadRequest("body must be {\"event\": {...}, \"ctx\": {...}}".into())
+        })?;
+        let ctx = CallContext::from_body(body);
+        let s = |k: &str| event.get(k).and_then(Value::as_str);
+        self.store.audit(
+            "llm_output",
+            &json!({ "provider": s("provider"), "model": s("model"), "resolved_ref": s("resolvedRef"),
+                     "usage": event.get("usage"), "ctx": ctx.audit_fields() }),
+        )?;
+        Ok(())
+    }
+
+    /// `health`.
+    pub fn health(&self) -> Result<Value> {
+        let snap = self.snapshot()?;
+        Ok(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "policyVersion": snap.version,
+            "tier": snap.tier,
+            "pendingApprovals": self.store.pending_count()?,
+            "vault": self.vault.is_some(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Allowed {
+        via: &'static str,
+    },
+    Blocked {
+        reason: String,
+        outcome: &'static str,
+        approval: Option<String>,
+    },
+}
+
+fn asked_reason(approval: &Approval, decision: &clawgate_policies::Decision) -> String {
+    format!(
+        "Clawgate: this {} action needs the owner's approval ({}: {}). The owner has been asked \
+         (approval {}). It has not run. Retry exactly the same action after the owner approves and \
+         it will pass; do not work around it.",
+        decision.class, decision.rule, decision.reason, approval.id
+    )
+}
+
+fn parse_call(body: &Value) -> Result<ToolCall> {
+    if !body.get("event").is_some_and(Value::is_object) {
+        return Err(Error::BadRequest(
+            "body must be {\"event\": {...}, \"ctx\": {...}}".into(),
+        ));
+    }
+    if body.get("ctx").is_some_and(|c| !c.is_object()) {
+        return Err(Error::BadRequest("ctx must be an object".into()));
+    }
+    ToolCall::from_hook_event(body).map_err(|e| Error::BadRequest(e.to_string()))
+}
+
+fn names(params: &Value) -> Vec<String> {
+    secrets::refs_in(params)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Executed parameters minus the secret variables Clawgate injected, redacted and hashed: what
+/// `after_tool_call` reports must hash the same as what was allowed.
+fn executed_hash(redactor: &Redactor, tool: &str, params: &Value) -> String {
+    summary::action_hash(
+        tool,
+        &summary::redact_value(redactor, &strip_injected_env(params)),
+    )
+}
+
+fn strip_injected_env(params: &Value) -> Value {
+    let mut p = params.clone();
+    if let Some(env) = p.get_mut("env").and_then(Value::as_object_mut) {
+        for (k, v) in env.iter_mut() {
+            if k.starts_with(secrets::ENV_PREFIX) {
+                *v = Value::String("(secret)".into());
+            }
+        }
+    }
+    p
+}
+
+fn build_redactor(vault: Option<&Vault>, key: [u8; 32]) -> Result<Redactor> {
+    let mut builder = Redactor::builder().placeholder_key(key);
+    if let Some(vault) = vault {
+        builder = builder.vault_values(vault.values_for_redaction()?);
+    }
+    builder.build().map_err(|e| Error::Redact(e.to_string()))
+}
+
+fn build_snapshot(
+    policy: Policy,
+    tier: Tier,
+    version: String,
+    vault: Option<&Vault>,
+    key: [u8; 32],
+) -> Result<Snapshot> {
+    let vault_generation = vault.map(Vault::generation).transpose()?;
+    Ok(Snapshot {
+        redactor: build_redactor(vault, key)?,
+        policy,
+        tier,
+        version,
+        vault_generation,
+    })
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics, served in the text format on the admin listener and socket.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DecisionLabels {
+    pub(crate) hook: &'static str,
+    pub(crate) class: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HookLabels {
+    pub(crate) hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KindLabels {
+    pub(crate) kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 25 µs .. ~100 s: green decisions sit in the first buckets, approvals in the last.
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 22))
+}
+
+/// Every metric the daemon exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) decisions: Family<DecisionLabels, Counter>,
+    pub(crate) hook_latency: Family<HookLabels, Histogram, fn() -> Histogram>,
+    pub(crate) approval_latency: Histogram,
+    pub(crate) pending_approvals: Gauge,
+    pub(crate) errors: Family<KindLabels, Counter>,
+    pub(crate) resolutions: Family<KindLabels, Counter>,
+    pub(crate) redactions: Counter,
+    pub(crate) executed_mismatch: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("clawgate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Tool-call decisions by hook, class and outcome (allow, ask_pending, approved, denied, blocked, refused)",
+            decisions.clone(),
+        );
+        let hook_latency = Family::<HookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        registry.register(
+            "hook_latency_seconds",
+            "Time to answer a hook request, including any approval wait",
+            hook_latency.clone(),
+        );
+        let approval_latency = latency_histogram();
+        registry.register(
+            "approval_latency_seconds",
+            "Time from approval request to the owner's decision",
+            approval_latency.clone(),
+        );
+        let pending_approvals = Gauge::default();
+        registry.register(
+            "pending_approvals",
+            "Approval requests waiting for the owner",
+            pending_approvals.clone(),
+        );
+        let errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Failed requests and internal errors by kind",
+            errors.clone(),
+        );
+        let resolutions = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "secret_resolutions",
+            "SECRET_REF resolutions by outcome (resolved, refused)",
+            resolutions.clone(),
+        );
+        let redactions = Counter::default();
+        registry.register(
+            "tool_result_redactions",
+            "Tool results in which a secret was redacted",
+            redactions.clone(),
+        );
+        let executed_mismatch = Counter::default();
+        registry.register(
+            "executed_mismatch",
+            "Executed calls whose parameters differ from what Clawgate allowed",
+            executed_mismatch.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            hook_latency,
+            approval_latency,
+            pending_approvals,
+            errors,
+            resolutions,
+            redactions,
+            executed_mismatch,
+        }
+    }
+
+    pub(crate) fn error(&self, kind: &'static str) {
+        self.errors.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

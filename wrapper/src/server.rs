@@ -1,0 +1,328 @@
+//! HTTP/1.1 over the hook socket, the admin socket and the admin TCP listener.
+//!
+//! Each listener is an accept loop that checks the peer (Unix sockets: its uid from
+//! `SO_PEERCRED`) before hyper sees a byte, then serves requests with a capped body. On shutdown
+//! the loop stops accepting and lets open connections finish their requests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin;
+use crate::engine::{Engine, Hook};
+use crate::error::Error;
+use crate::metrics::HookLabels;
+
+/// A response body.
+pub type Body = Full<Bytes>;
+/// A boxed future of a response.
+pub type Handled = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// Answers one request (the body already read and capped).
+pub trait Handler: Send + Sync + 'static {
+    /// Handles a request.
+    fn handle(self: Arc<Self>, req: Parts) -> Handled;
+}
+
+/// A request with its body read.
+#[derive(Debug)]
+pub struct Parts {
+    /// Method.
+    pub method: Method,
+    /// Path without the query.
+    pub path: String,
+    /// Query string.
+    pub query: Option<String>,
+    /// Headers.
+    pub headers: hyper::HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A JSON error response: `{"error": message}`.
+pub fn error_response(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// Maps an error to its status: the caller's fault is 4xx with the message; ours is 500 with a
+/// generic message (the plugin blocks either way).
+pub fn error_to_response(e: &Error) -> Response<Body> {
+    match e {
+        Error::BadRequest(m) => error_response(StatusCode::BAD_REQUEST, m),
+        Error::NoSuchApproval(_) => error_response(StatusCode::NOT_FOUND, &e.to_string()),
+        Error::NotPending { .. } => error_response(StatusCode::CONFLICT, &e.to_string()),
+        _ => {
+            tracing::error!(error = %e, "Request failed.");
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; the call is blocked (see the clawgate log)",
+            )
+        }
+    }
+}
+
+/// Who may use a Unix socket.
+#[derive(Debug, Clone)]
+pub struct PeerRule {
+    /// Allowed peer uids.
+    pub uids: Vec<u32>,
+    /// Peers in this group are allowed too.
+    pub gid: Option<u32>,
+}
+
+impl PeerRule {
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        self.uids.contains(&uid) || self.gid == Some(gid)
+    }
+}
+
+/// Serves a Unix socket until `shutdown` turns true, then waits for open connections.
+pub async fn serve_unix<H: Handler>(
+    listener: UnixListener,
+    peers: PeerRule,
+    max_body: usize,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let allowed = stream
+                    .peer_cred()
+                    .map(|c| peers.allows(c.uid(), c.gid()))
+                    .unwrap_or(false);
+                if !allowed {
+                    let who = stream.peer_cred().map(|c| (c.uid(), c.pid())).ok();
+                    tracing::warn!(socket = name, peer = ?who, "Refused a connection from a user that may not use this socket.");
+                    continue;
+                }
+                conns.spawn(connection(TokioIo::new(stream), max_body, handler.clone(), shutdown.clone()));
+            }
+            _ = shutdown.changed() => break,
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+/// Serves a TCP listener (the admin page) until shutdown.
+pub async fn serve_tcp<H: Handler>(
+    listener: TcpListener,
+    max_body: usize,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                conns.spawn(connection(TokioIo::new(stream), max_body, handler.clone(), shutdown.clone()));
+            }
+            _ = shutdown.changed() => break,
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    while conns.join_next().await.is_some() {}
+}
+
+async fn connection<IO, H>(
+    io: IO,
+    max_body: usize,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Handler,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(read_and_handle(req, max_body, handler).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn read_and_handle<H: Handler>(
+    req: Request<Incoming>,
+    max_body: usize,
+    handler: Arc<H>,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body is larger than {max_body} bytes"),
+                )
+            } else {
+                error_response(StatusCode::BAD_REQUEST, "could not read the request body")
+            };
+        }
+    };
+    handler
+        .handle(Parts {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers,
+            body,
+        })
+        .await
+}
+
+/// Parses a JSON body or explains why not.
+pub fn parse_json(body: &[u8]) -> Result<Value, Error> {
+    serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))
+}
+
+/// The hook API (the OpenClaw plugin's socket).
+#[derive(Debug)]
+pub struct HookApi {
+    /// The engine.
+    pub engine: Arc<Engine>,
+}
+
+/// The hook API's routes, for the OpenAPI check: `(method, path)`.
+pub const HOOK_ROUTES: [(&str, &str); 6] = [
+    ("POST", "/v1/before_tool_call"),
+    ("POST", "/v1/trusted_policy"),
+    ("POST", "/v1/after_tool_call"),
+    ("POST", "/v1/tool_result"),
+    ("POST", "/v1/llm_output"),
+    ("GET", "/v1/health"),
+];
+
+impl Handler for HookApi {
+    fn handle(self: Arc<Self>, req: Parts) -> Handled {
+        Box::pin(async move {
+            let started = Instant::now();
+            let hook: &'static str = match req.path.as_str() {
+                "/v1/before_tool_call" => "before_tool_call",
+                "/v1/trusted_policy" => "trusted_policy",
+                "/v1/after_tool_call" => "after_tool_call",
+                "/v1/tool_result" => "tool_result",
+                "/v1/llm_output" => "llm_output",
+                "/v1/health" => "health",
+                _ => {
+                    return error_response(
+                        StatusCode::NOT_FOUND,
+                        &format!("no such endpoint {}", req.path),
+                    );
+                }
+            };
+            let want = if hook == "health" {
+                Method::GET
+            } else {
+                Method::POST
+            };
+            if req.method != want {
+                return error_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("{} takes {want}", req.path),
+                );
+            }
+            let response = self.route(hook, &req.body).await;
+            if !response.status().is_success() {
+                self.engine.metrics.error(match response.status().as_u16() {
+                    400..=499 => "bad_request",
+                    _ => "internal",
+                });
+            }
+            self.engine
+                .metrics
+                .hook_latency
+                .get_or_create(&HookLabels { hook })
+                .observe(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}
+
+impl HookApi {
+    async fn route(&self, hook: &str, body: &[u8]) -> Response<Body> {
+        if hook == "health" {
+            return match self.engine.health() {
+                Ok(v) => json_response(StatusCode::OK, &v),
+                Err(e) => error_to_response(&e),
+            };
+        }
+        let body = match parse_json(body) {
+            Ok(v) => v,
+            Err(e) => return error_to_response(&e),
+        };
+        let result = match hook {
+            "before_tool_call" => self
+                .engine
+                .decide(Hook::BeforeToolCall, &body)
+                .await
+                .map(|r| r.to_json()),
+            "trusted_policy" => self
+                .engine
+                .decide(Hook::TrustedPolicy, &body)
+                .await
+                .map(|r| r.to_json()),
+            "after_tool_call" => self.engine.after_tool_call(&body).map(|()| json!({})),
+            "tool_result" => self.engine.tool_result(&body),
+            _ => self.engine.llm_output(&body).map(|()| json!({})),
+        };
+        match result {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => error_to_response(&e),
+        }
+    }
+}
+
+/// The admin socket's API (root and the admin group only).
+#[derive(Debug)]
+pub struct AdminSocketApi {
+    /// The engine.
+    pub engine: Arc<Engine>,
+}
+
+impl Handler for AdminSocketApi {
+    fn handle(self: Arc<Self>, req: Parts) -> Handled {
+        Box::pin(async move { admin::socket_route(&self.engine, req, "admin-socket") })
+    }
+}
