@@ -11,4 +11,5 @@ mod crash;
 mod leaks;
 mod policy_cli;
 mod redact_cli;
+mod serve;
 mod vault_cli;

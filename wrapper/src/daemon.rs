@@ -63,6 +63,10 @@ async fn serve(
     token: SecretString,
     reload: Reloader,
 ) -> Result<()> {
+    // Handlers first: a SIGHUP that arrives once the sockets answer must reload, not kill.
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
     let hook = bind_unix(&settings.hook)?;
     let admin = bind_unix(&settings.admin)?;
     let page = match settings.admin_listen {
@@ -120,9 +124,6 @@ async fn serve(
     )?;
     tracing::info!(hook = %settings.hook.path.display(), admin = %settings.admin.path.display(), "clawgate serve ready.");
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io("SIGHUP handler", e))?;
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {

@@ -457,6 +457,18 @@ impl Engine {
         {
             return Ok(Outcome::Allowed { via: "granted" });
         }
+        if let Some(denial) = self.store.find_denial(
+            hash,
+            &ctx.agent,
+            &snap.version,
+            self.timing()?.approval_expiry,
+        )? {
+            return Ok(Outcome::Blocked {
+                reason: denied_reason(&denial, decision),
+                outcome: "owner_denied",
+                approval: Some(denial.id),
+            });
+        }
         let approval = match self.store.find_pending(hash, &ctx.agent, &snap.version)? {
             Some(a) => a,
             None => {
@@ -500,11 +512,7 @@ impl Engine {
                 }
             }
             Status::Denied => Outcome::Blocked {
-                reason: format!(
-                    "Clawgate: the owner denied this {} action (approval {}, rule {}). Do not retry it; \
-                     tell the user it was denied or choose another approach.",
-                    decision.class, approval.id, decision.rule
-                ),
+                reason: denied_reason(&approval, decision),
                 outcome: "owner_denied",
                 approval: Some(approval.id.clone()),
             },
@@ -643,6 +651,12 @@ impl Engine {
                 break Status::Pending;
             }
         };
+        // Forget the waiter once nobody else waits on it (the map holds one reference, we hold
+        // the other).
+        let mut w = self.waiters.lock().map_err(|_| Error::Poisoned)?;
+        if Arc::strong_count(&notify) <= 2 {
+            w.remove(id);
+        }
         Ok(status)
     }
 
@@ -652,11 +666,10 @@ impl Engine {
     }
 
     fn wake_all(&self) -> Result<()> {
-        let mut w = self.waiters.lock().map_err(|_| Error::Poisoned)?;
+        let w = self.waiters.lock().map_err(|_| Error::Poisoned)?;
         for n in w.values() {
             n.notify_waiters();
         }
-        w.clear();
         Ok(())
     }
 
@@ -801,6 +814,14 @@ enum Outcome {
         outcome: &'static str,
         approval: Option<String>,
     },
+}
+
+fn denied_reason(approval: &Approval, decision: &clawgate_policies::Decision) -> String {
+    format!(
+        "Clawgate: the owner denied this {} action (approval {}, rule {}). It did not run. Do not \
+         retry it; tell the user it was denied or choose another approach.",
+        decision.class, approval.id, decision.rule
+    )
 }
 
 fn asked_reason(approval: &Approval, decision: &clawgate_policies::Decision) -> String {

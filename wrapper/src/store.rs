@@ -382,6 +382,32 @@ impl Store {
             .map(Option::flatten)
     }
 
+    /// The owner's denial of this action within `window`, if any: a denied action stays denied
+    /// (the model's retry is not put to the owner again) until the window passes or the policy
+    /// changes.
+    pub fn find_denial(
+        &self,
+        action_hash: &str,
+        agent: &str,
+        policy_version: &str,
+        window: Duration,
+    ) -> Result<Option<Approval>> {
+        let since = now_ms().saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let conn = self.lock()?;
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT id FROM approvals WHERE action_hash = ?1 AND agent = ?2 \
+                 AND policy_version = ?3 AND status = 'denied' AND decided_ms > ?4 \
+                 ORDER BY decided_ms DESC LIMIT 1",
+                params![action_hash, agent, policy_version, since],
+                |r| r.get(0),
+            )
+            .optional()?;
+        id.map(|id| get(&conn, &id))
+            .transpose()
+            .map(Option::flatten)
+    }
+
     /// Takes a grant for this action if one is valid: an unused allow-once (consumed here) or an
     /// unexpired allow-for-24h. Records `grant.used` in the same transaction.
     pub fn take_grant(
