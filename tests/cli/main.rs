@@ -9,6 +9,7 @@
 mod common;
 mod crash;
 mod leaks;
+mod openapi;
 mod policy_cli;
 mod redact_cli;
 mod serve;
