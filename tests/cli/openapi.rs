@@ -130,10 +130,10 @@ fn check(doc: &Value, op: &Value, status: u16, body: &Value, what: &str) {
         .get(status.to_string())
         .unwrap_or_else(|| panic!("{what}: status {status} is not documented ({body})"));
     let response = resolve(doc, response);
-    if let Some(schema) = response.pointer("/content/application~1json/schema") {
-        if let Err(e) = validate(doc, schema, body, what) {
-            panic!("{what}: answer does not match the document: {e}\n{body}");
-        }
+    if let Some(schema) = response.pointer("/content/application~1json/schema")
+        && let Err(e) = validate(doc, schema, body, what)
+    {
+        panic!("{what}: answer does not match the document: {e}\n{body}");
     }
 }
 
