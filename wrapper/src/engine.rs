@@ -131,21 +131,34 @@ enum Remembered {
     Blocked(String),
 }
 
+/// What is remembered about one tool call id.
+#[derive(Debug)]
+struct Entry {
+    /// Action hash of the call as first seen.
+    hash: String,
+    outcome: Remembered,
+    at: Instant,
+    /// Hash `after_tool_call` should report (injected secrets masked).
+    executed: Option<String>,
+    /// Exact hash of the params Clawgate returned (secret values included; memory only).
+    returned: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Recent {
-    map: HashMap<String, (String, Remembered, Instant, Option<String>)>,
+    map: HashMap<String, Entry>,
     order: VecDeque<(String, Instant)>,
 }
 
 impl Recent {
     fn get(&mut self, id: &str, hash: &str) -> Option<Remembered> {
         self.evict();
-        match self.map.get(id) {
-            Some((h, r, _, _)) if h == hash => Some(r.clone()),
-            _ => None,
-        }
+        self.map
+            .get(id)
+            .filter(|e| e.hash == hash)
+            .map(|e| e.outcome.clone())
     }
-    fn put(&mut self, id: &str, hash: &str, r: Remembered) {
+    fn put(&mut self, id: &str, hash: &str, outcome: Remembered) {
         self.evict();
         while self.map.len() >= REMEMBER_MAX {
             match self.order.pop_front() {
@@ -155,26 +168,41 @@ impl Recent {
                 None => break,
             }
         }
-        let now = Instant::now();
-        let executed = self.map.get(id).and_then(|e| e.3.clone());
-        self.map
-            .insert(id.to_owned(), (hash.to_owned(), r, now, executed));
-        self.order.push_back((id.to_owned(), now));
+        let at = Instant::now();
+        let (executed, returned) = self
+            .map
+            .remove(id)
+            .map_or((None, None), |e| (e.executed, e.returned));
+        self.map.insert(
+            id.to_owned(),
+            Entry {
+                hash: hash.to_owned(),
+                outcome,
+                at,
+                executed,
+                returned,
+            },
+        );
+        self.order.push_back((id.to_owned(), at));
     }
-    fn set_expected(&mut self, id: &str, executed_hash: String) {
+    fn set_returned(&mut self, id: &str, executed: String, returned: String) {
         if let Some(e) = self.map.get_mut(id) {
-            e.3 = Some(executed_hash);
+            e.executed = Some(executed);
+            e.returned = Some(returned);
         }
     }
     fn expected(&self, id: &str) -> Option<String> {
-        self.map.get(id).and_then(|e| e.3.clone())
+        self.map.get(id).and_then(|e| e.executed.clone())
+    }
+    fn returned(&self, id: &str) -> Option<String> {
+        self.map.get(id).and_then(|e| e.returned.clone())
     }
     fn evict(&mut self) {
         while let Some((id, at)) = self.order.front() {
             if at.elapsed() < REMEMBER_FOR {
                 break;
             }
-            if self.map.get(id).is_some_and(|e| e.2 == *at) {
+            if self.map.get(id).is_some_and(|e| e.at == *at) {
                 self.map.remove(id);
             }
             self.order.pop_front();
@@ -315,6 +343,21 @@ impl Engine {
         let ctx = CallContext::from_body(body);
         let snap = self.fresh_snapshot()?;
         let tool = canonical_tool(&call.tool).to_owned();
+        if let Some(id) = &ctx.tool_call_id
+            && self.recent()?.returned(id) == Some(exact_hash(&call.params))
+        {
+            // Our own answer coming back: OpenClaw hands the trusted policy's params to the
+            // before_tool_call hook. Judging the rewritten command again would ask twice.
+            self.metrics
+                .decisions
+                .get_or_create(&DecisionLabels {
+                    hook: hook.as_str(),
+                    class: "same_call",
+                    outcome: "allow",
+                })
+                .inc();
+            return Ok(Reply::Allow(call.params));
+        }
         let assessment = snap.policy.assess(&call);
         let decision = clawgate_policies::decide(&assessment.verdict, snap.tier);
         let redacted = summary::redact_value(&snap.redactor, &call.params);
@@ -383,7 +426,11 @@ impl Engine {
                         if let Some(id) = &ctx.tool_call_id {
                             let mut recent = self.recent()?;
                             recent.put(id, &hash, Remembered::Allowed { via });
-                            recent.set_expected(id, executed_hash(&snap.redactor, &tool, &params));
+                            recent.set_returned(
+                                id,
+                                executed_hash(&snap.redactor, &tool, &params),
+                                exact_hash(&params),
+                            );
                         }
                         Reply::Allow(params)
                     }
@@ -436,6 +483,19 @@ impl Engine {
             return Ok(Outcome::Blocked {
                 reason: decision.block_reason(),
                 outcome: "denied",
+                approval: None,
+            });
+        }
+        if reserved_env(&call.params) {
+            // Only Clawgate puts these variables in, and its own answers are recognised before
+            // this point: anything else carrying them was forged or rewritten on the way.
+            return Ok(Outcome::Blocked {
+                reason: format!(
+                    "Clawgate blocked this call: environment variables named {}* are reserved for \
+                     secrets Clawgate injects; use SECRET_REF(name) instead",
+                    secrets::ENV_PREFIX
+                ),
+                outcome: "refused",
                 approval: None,
             });
         }
@@ -859,6 +919,18 @@ fn executed_hash(redactor: &Redactor, tool: &str, params: &Value) -> String {
         tool,
         &summary::redact_value(redactor, &strip_injected_env(params)),
     )
+}
+
+/// SHA-256 of the exact canonical params (values included). Kept in memory only.
+fn exact_hash(params: &Value) -> String {
+    summary::action_hash("returned", params)
+}
+
+fn reserved_env(params: &Value) -> bool {
+    params
+        .get("env")
+        .and_then(Value::as_object)
+        .is_some_and(|env| env.keys().any(|k| k.starts_with(secrets::ENV_PREFIX)))
 }
 
 fn strip_injected_env(params: &Value) -> Value {
