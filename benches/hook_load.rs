@@ -11,8 +11,9 @@
     clippy::print_stdout,
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::panic
-)]
+    clippy::panic,
+    clippy::disallowed_methods
+)] // a benchmark driver
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
