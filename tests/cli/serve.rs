@@ -705,3 +705,141 @@ fn validate_and_openclaw_configure() {
         100_000
     );
 }
+
+/// One raw HTTP/1.1 exchange over TCP or a Unix socket; returns the whole response text.
+fn http(stream: &mut (impl std::io::Read + std::io::Write), request: &str) -> String {
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_approval_page_needs_the_token_and_a_csrf_field() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[approvals]\nwait_seconds = 1\n", state.display()),
+    )
+    .unwrap();
+    let mut d = Daemon {
+        dir,
+        config,
+        child: None,
+    };
+    d.spawn();
+    blocked(&d.decide(
+        "exec",
+        json!({"command": "curl https://example.com/"}),
+        "p1",
+    ));
+    let id = d.pending_ids()[0].clone();
+    let token = std::fs::read_to_string(d.state().join("admin.token")).unwrap();
+    let get = |path: &str, cookie: Option<&str>| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let cookie = cookie
+            .map(|c| format!("Cookie: clawgate_admin={c}\r\n"))
+            .unwrap_or_default();
+        http(
+            &mut s,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n{cookie}Connection: close\r\n\r\n"),
+        )
+    };
+    let post = |path: &str, cookie: &str, form: &str| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        http(
+            &mut s,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nCookie: clawgate_admin={cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+                form.len()
+            ),
+        )
+    };
+    assert!(get("/approvals", None).starts_with("HTTP/1.1 401"));
+    assert!(get("/approvals?token=wrong", None).starts_with("HTTP/1.1 401"));
+    assert!(get("/metrics", Some("wrong")).starts_with("HTTP/1.1 401"));
+    let login = get(&format!("/approvals?token={token}"), None);
+    assert!(login.starts_with("HTTP/1.1 303"), "{login}");
+    assert!(login.contains("HttpOnly; SameSite=Strict"));
+    let page = get("/approvals", Some(&token));
+    assert!(
+        page.contains(&id) && page.contains("curl https://example.com/"),
+        "{page}"
+    );
+    assert!(page.contains("name=viewport"));
+    let csrf = page
+        .split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        post(&format!("/approvals/{id}/approve"), &token, "csrf=bad").starts_with("HTTP/1.1 403")
+    );
+    assert!(
+        post(
+            &format!("/approvals/{id}/approve"),
+            "wrong",
+            &format!("csrf={csrf}")
+        )
+        .starts_with("HTTP/1.1 401")
+    );
+    let ok = post(
+        &format!("/approvals/{id}/approve"),
+        &token,
+        &format!("csrf={csrf}"),
+    );
+    assert!(
+        ok.starts_with("HTTP/1.1 303") && ok.contains(&format!("done={id}-approved")),
+        "{ok}"
+    );
+    assert_eq!(
+        d.decide(
+            "exec",
+            json!({"command": "curl https://example.com/"}),
+            "p2"
+        )["params"]["command"],
+        "curl https://example.com/"
+    );
+    let metrics = get("/metrics", Some(&token));
+    for name in [
+        "clawgate_decisions_total{",
+        "clawgate_hook_latency_seconds_bucket{",
+        "clawgate_approval_latency_seconds_count",
+        "clawgate_pending_approvals",
+        "# TYPE clawgate_errors counter",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(metrics.contains("outcome=\"granted\""), "{metrics}");
+    // The same metrics on the admin socket.
+    let mut s = std::os::unix::net::UnixStream::connect(d.state().join("admin.sock")).unwrap();
+    let via_socket = http(
+        &mut s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(via_socket.contains("clawgate_pending_approvals"));
+}
+
+#[test]
+fn journald_falls_back_to_stderr_when_absent() {
+    if Path::new("/run/systemd/journal/socket").exists() {
+        return; // journald is here: nothing to fall back from
+    }
+    let mut d = Daemon::start("[log]\ntarget = \"journald\"\n");
+    assert!(d.stop().success());
+    let log = d.log();
+    assert!(log.contains("journald is not available"), "{log}");
+    assert!(log.contains("clawgate serve ready"), "{log}");
+}

@@ -56,7 +56,7 @@ impl Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
-            "Tool-call decisions by hook, class and outcome (allow, ask_pending, approved, denied, blocked, refused)",
+            "Tool-call decisions by hook, class and outcome (allow, granted, approved, ask_pending, owner_denied, expired, denied, refused)",
             decisions.clone(),
         );
         let hook_latency = Family::<HookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
