@@ -843,3 +843,43 @@ fn journald_falls_back_to_stderr_when_absent() {
     assert!(log.contains("journald is not available"), "{log}");
     assert!(log.contains("clawgate serve ready"), "{log}");
 }
+
+#[test]
+fn a_tool_search_call_is_asked_once_for_outer_and_inner() {
+    // Tier 1: reading a public page (yellow) is asked.
+    let d = Daemon::start("[approvals]\nwait_seconds = 1\n[policy]\ntier = 1\n");
+    let args = json!({"url": "https://docs.example.com/page"});
+    let outer = json!({"id": "web_fetch", "args": args});
+    blocked(&d.decide("tool_call", outer.clone(), "toolu_1"));
+    let pending = d.cli(&["approvals", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&pending.stdout).unwrap();
+    assert_eq!(listed["approvals"][0]["tool"], "tool_call");
+    assert!(
+        listed["approvals"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("web_fetch https://docs.example.com/page")
+    );
+    let id = listed["approvals"][0]["id"].as_str().unwrap().to_owned();
+    ok(d_cli(&d, &["approvals", "approve", &id]), "");
+    assert_eq!(
+        d.decide("tool_call", outer.clone(), "toolu_2")["params"],
+        outer
+    );
+    // OpenClaw gates the inner call too: the same action, recognised, not asked again.
+    let inner = d.decide(
+        "web_fetch",
+        args.clone(),
+        "tool_search_code:toolu_2:web_fetch:1",
+    );
+    assert_eq!(inner["params"], args);
+    assert!(d.pending_ids().is_empty());
+    // An inner call that is not what the outer wrapped is judged on its own.
+    let other = d.decide(
+        "web_fetch",
+        json!({"url": "https://other.example/"}),
+        "tool_search_code:toolu_2:web_fetch:2",
+    );
+    blocked(&other);
+    assert_eq!(d.pending_ids().len(), 1);
+}

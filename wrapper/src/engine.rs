@@ -361,11 +361,20 @@ impl Engine {
         let assessment = snap.policy.assess(&call);
         let decision = clawgate_policies::decide(&assessment.verdict, snap.tier);
         let redacted = summary::redact_value(&snap.redactor, &call.params);
-        let hash = summary::action_hash(&tool, &redacted);
+        // Tool Search's outer `tool_call {id, args}` is hashed as the call it wraps, so the
+        // owner approves the real call once and the inner call (which OpenClaw gates again)
+        // is recognised as the same action.
+        let (hash_tool, hash_params) = wrapped_call(&tool, &redacted);
+        let hash = summary::action_hash(hash_tool, hash_params);
         let class = assessment.verdict.class;
 
         let remembered = match &ctx.tool_call_id {
-            Some(id) => self.recent()?.get(id, &hash),
+            Some(id) => {
+                let mut recent = self.recent()?;
+                recent
+                    .get(id, &hash)
+                    .or_else(|| outer_call_id(id).and_then(|outer| recent.get(outer, &hash)))
+            }
             None => None,
         };
         let outcome = match remembered {
@@ -532,7 +541,8 @@ impl Engine {
         let approval = match self.store.find_pending(hash, &ctx.agent, &snap.version)? {
             Some(a) => a,
             None => {
-                let summary = summary::summarize(tool, redacted);
+                let (shown_tool, shown_params) = wrapped_call(tool, redacted);
+                let summary = summary::summarize(shown_tool, shown_params);
                 let a = self.store.create_approval(
                     &NewApproval {
                         action_hash: hash,
@@ -644,6 +654,13 @@ impl Engine {
             .vault
             .as_ref()
             .ok_or_else(|| "this Clawgate has no vault".to_owned())?;
+        // Again here: a remembered outcome (a Tool Search inner call) skipped `judge`.
+        secrets::precheck(
+            tool,
+            assessment,
+            &secrets::refs_in(&call.params),
+            Some(vault),
+        )?;
         let applied = secrets::apply(tool, &call.params, &assessment.hosts, vault)?;
         for (name, var) in &applied.resolved {
             self.metrics
@@ -924,6 +941,27 @@ fn executed_hash(redactor: &Redactor, tool: &str, params: &Value) -> String {
 /// SHA-256 of the exact canonical params (values included). Kept in memory only.
 fn exact_hash(params: &Value) -> String {
     summary::action_hash("returned", params)
+}
+
+/// For Tool Search's `tool_call {id, args}`: the wrapped tool and its args; otherwise the call.
+fn wrapped_call<'a>(tool: &'a str, params: &'a Value) -> (&'a str, &'a Value) {
+    if tool == "tool_call"
+        && let (Some(id), Some(args)) = (
+            params.get("id").and_then(Value::as_str),
+            params.get("args").filter(|a| a.is_object()),
+        )
+    {
+        return (canonical_tool(id), args);
+    }
+    (tool, params)
+}
+
+/// The outer call id of a Tool Search inner call (`tool_search_code:<outer>:<tool>:<n>`).
+fn outer_call_id(id: &str) -> Option<&str> {
+    let rest = id.strip_prefix("tool_search_code:")?;
+    let (rest, n) = rest.rsplit_once(':')?;
+    let (outer, _tool) = rest.rsplit_once(':')?;
+    (n.bytes().all(|b| b.is_ascii_digit()) && !outer.is_empty()).then_some(outer)
 }
 
 fn reserved_env(params: &Value) -> bool {
