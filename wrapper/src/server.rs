@@ -94,8 +94,22 @@ pub struct PeerRule {
 
 impl PeerRule {
     fn allows(&self, uid: u32, gid: u32) -> bool {
-        self.uids.contains(&uid) || self.gid == Some(gid)
+        self.uids.contains(&uid) || self.gid.is_some_and(|g| g == gid || user_in_group(uid, g))
     }
+}
+
+/// Supplementary group membership (SO_PEERCRED reports only the primary group).
+fn user_in_group(uid: u32, group: u32) -> bool {
+    use nix::unistd::{Gid, Uid, User, getgrouplist};
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    let Ok(name) = std::ffi::CString::new(user.name) else {
+        return false;
+    };
+    getgrouplist(&name, user.gid)
+        .map(|groups| groups.contains(&Gid::from_raw(group)))
+        .unwrap_or(false)
 }
 
 /// Serves a Unix socket until `shutdown` turns true, then waits for open connections.
