@@ -1,6 +1,7 @@
 //! `clawgate serve`, `validate`, `approvals`, `audit` and `openclaw configure`: the daemon and
 //! the commands that talk to it or read its state.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -207,11 +208,18 @@ pub(crate) fn audit(global: &GlobalArgs, env: &dyn Env, cmd: AuditCommand) -> an
         return Ok(());
     }
     if let AuditCommand::Show { limit, json, .. } = cmd {
+        let mut out = std::io::stdout().lock();
         for r in store.audit_tail(limit)? {
-            if json {
-                println!("{}", serde_json::to_string(&r)?);
+            let line = if json {
+                serde_json::to_string(&r)?
             } else {
-                println!("{:>6} {} {:<20} {}", r.seq, r.ts_ms, r.kind, r.record);
+                format!("{:>6} {} {:<20} {}", r.seq, r.ts_ms, r.kind, r.record)
+            };
+            match writeln!(out, "{line}") {
+                Ok(()) => {}
+                // `clawgate audit show | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
         }
     }

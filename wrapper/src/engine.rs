@@ -381,7 +381,10 @@ impl Engine {
             Some(Remembered::Blocked(reason)) => {
                 return Ok(Reply::Block(reason));
             }
-            Some(Remembered::Allowed { via }) => Outcome::Allowed { via },
+            Some(Remembered::Allowed { via }) => Outcome::Allowed {
+                via,
+                approval: None,
+            },
             None => {
                 self.judge(
                     hook,
@@ -425,11 +428,19 @@ impl Engine {
                 }
                 Reply::Block(reason)
             }
-            Outcome::Allowed { via } => {
+            Outcome::Allowed { via, approval } => {
                 match self.finish_allowed(&tool, &call, &assessment, &snap, &ctx) {
                     Ok((params, resolved)) => {
                         self.record_decision(
-                            hook, &tool, class, via, &decision, &ctx, &hash, &redacted, None,
+                            hook,
+                            &tool,
+                            class,
+                            via,
+                            &decision,
+                            &ctx,
+                            &hash,
+                            &redacted,
+                            approval.as_deref(),
                             &resolved,
                         )?;
                         if let Some(id) = &ctx.tool_call_id {
@@ -516,15 +527,20 @@ impl Engine {
             });
         }
         if action == Action::Allow {
-            return Ok(Outcome::Allowed { via: "allow" });
+            return Ok(Outcome::Allowed {
+                via: "allow",
+                approval: None,
+            });
         }
         // Ask: a valid grant answers at once; otherwise ask (or join the open request) and wait.
-        if self
-            .store
-            .take_grant(hash, &ctx.agent, &snap.version, ctx.tool_call_id.as_deref())?
-            .is_some()
+        if let Some(grant) =
+            self.store
+                .take_grant(hash, &ctx.agent, &snap.version, ctx.tool_call_id.as_deref())?
         {
-            return Ok(Outcome::Allowed { via: "granted" });
+            return Ok(Outcome::Allowed {
+                via: "granted",
+                approval: Some(grant.id),
+            });
         }
         if let Some(denial) = self.store.find_denial(
             hash,
@@ -572,7 +588,10 @@ impl Engine {
                     &snap.version,
                     ctx.tool_call_id.as_deref(),
                 )? {
-                    Some(_) => Outcome::Allowed { via: "approved" },
+                    Some(grant) => Outcome::Allowed {
+                        via: "approved",
+                        approval: Some(grant.id),
+                    },
                     // Another call with the same action used the single-use grant first.
                     None => Outcome::Blocked {
                         reason: asked_reason(&approval, decision),
@@ -885,6 +904,8 @@ impl Engine {
 enum Outcome {
     Allowed {
         via: &'static str,
+        /// The approval whose grant allowed it.
+        approval: Option<String>,
     },
     Blocked {
         reason: String,
