@@ -131,13 +131,22 @@ enum Remembered {
     Blocked(String),
 }
 
-/// What is remembered about one tool call id.
+/// What is remembered about one tool call id, so the second gate (OpenClaw runs the trusted
+/// policy and then the `before_tool_call` hook on every call) reuses the first gate's decision.
+///
+/// An allow is lent out once, and only to the *other* gate (or, for Tool Search, to the one
+/// inner call the outer call wrapped): the model chooses tool call ids, so an id replayed in a
+/// later turn must not replay an approval.
 #[derive(Debug)]
 struct Entry {
     /// Action hash of the call as first seen.
     hash: String,
     outcome: Remembered,
+    /// The gate that decided.
+    hook: Hook,
     at: Instant,
+    /// The other gate has reused the allow (or it was lent to the inner call).
+    used: bool,
     /// Hash `after_tool_call` should report (injected secrets masked).
     executed: Option<String>,
     /// Exact hash of the params Clawgate returned (secret values included; memory only).
@@ -151,14 +160,32 @@ struct Recent {
 }
 
 impl Recent {
-    fn get(&mut self, id: &str, hash: &str) -> Option<Remembered> {
+    /// The remembered outcome for this call at the other gate. A block is always reused; an
+    /// allow only once, and never by the gate that made it.
+    fn take(&mut self, id: &str, hash: &str, hook: Option<Hook>) -> Option<Remembered> {
         self.evict();
-        self.map
-            .get(id)
-            .filter(|e| e.hash == hash)
-            .map(|e| e.outcome.clone())
+        let e = self.map.get_mut(id).filter(|e| e.hash == hash)?;
+        match e.outcome {
+            Remembered::Blocked(_) => Some(e.outcome.clone()),
+            Remembered::Allowed { .. } if e.used || hook == Some(e.hook) => None,
+            Remembered::Allowed { .. } => {
+                e.used = true;
+                Some(e.outcome.clone())
+            }
+        }
     }
-    fn put(&mut self, id: &str, hash: &str, outcome: Remembered) {
+    /// True once when `params_hash` is exactly what the other gate returned for this call.
+    fn take_echo(&mut self, id: &str, params_hash: &str, hook: Hook) -> bool {
+        self.evict();
+        match self.map.get_mut(id) {
+            Some(e) if !e.used && e.hook != hook && e.returned.as_deref() == Some(params_hash) => {
+                e.used = true;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn put(&mut self, id: &str, hash: &str, outcome: Remembered, hook: Hook) {
         self.evict();
         while self.map.len() >= REMEMBER_MAX {
             match self.order.pop_front() {
@@ -169,18 +196,16 @@ impl Recent {
             }
         }
         let at = Instant::now();
-        let (executed, returned) = self
-            .map
-            .remove(id)
-            .map_or((None, None), |e| (e.executed, e.returned));
         self.map.insert(
             id.to_owned(),
             Entry {
                 hash: hash.to_owned(),
                 outcome,
+                hook,
                 at,
-                executed,
-                returned,
+                used: false,
+                executed: None,
+                returned: None,
             },
         );
         self.order.push_back((id.to_owned(), at));
@@ -193,9 +218,6 @@ impl Recent {
     }
     fn expected(&self, id: &str) -> Option<String> {
         self.map.get(id).and_then(|e| e.executed.clone())
-    }
-    fn returned(&self, id: &str) -> Option<String> {
-        self.map.get(id).and_then(|e| e.returned.clone())
     }
     fn evict(&mut self) {
         while let Some((id, at)) = self.order.front() {
@@ -344,7 +366,9 @@ impl Engine {
         let snap = self.fresh_snapshot()?;
         let tool = canonical_tool(&call.tool).to_owned();
         if let Some(id) = &ctx.tool_call_id
-            && self.recent()?.returned(id) == Some(exact_hash(&call.params))
+            && self
+                .recent()?
+                .take_echo(id, &exact_hash(&call.params), hook)
         {
             // Our own answer coming back: OpenClaw hands the trusted policy's params to the
             // before_tool_call hook. Judging the rewritten command again would ask twice.
@@ -371,12 +395,14 @@ impl Engine {
         let remembered = match &ctx.tool_call_id {
             Some(id) => {
                 let mut recent = self.recent()?;
-                recent
-                    .get(id, &hash)
-                    .or_else(|| outer_call_id(id).and_then(|outer| recent.get(outer, &hash)))
+                recent.take(id, &hash, Some(hook)).or_else(|| {
+                    // The one inner call a Tool Search outer call wrapped (either gate).
+                    outer_call_id(id).and_then(|outer| recent.take(outer, &hash, None))
+                })
             }
             None => None,
         };
+        let reused = remembered.is_some();
         let outcome = match remembered {
             Some(Remembered::Blocked(reason)) => {
                 return Ok(Reply::Block(reason));
@@ -423,7 +449,7 @@ impl Engine {
                     // A pending ask is not remembered: the retry after approval must pass.
                     if outcome != "ask_pending" {
                         self.recent()?
-                            .put(id, &hash, Remembered::Blocked(reason.clone()));
+                            .put(id, &hash, Remembered::Blocked(reason.clone()), hook);
                     }
                 }
                 Reply::Block(reason)
@@ -443,9 +469,11 @@ impl Engine {
                             approval.as_deref(),
                             &resolved,
                         )?;
-                        if let Some(id) = &ctx.tool_call_id {
+                        if let Some(id) = &ctx.tool_call_id
+                            && !reused
+                        {
                             let mut recent = self.recent()?;
-                            recent.put(id, &hash, Remembered::Allowed { via });
+                            recent.put(id, &hash, Remembered::Allowed { via }, hook);
                             recent.set_returned(
                                 id,
                                 executed_hash(&snap.redactor, &tool, &params),
