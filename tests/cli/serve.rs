@@ -495,6 +495,16 @@ fn secret_refs_resolve_into_exec_env_only_in_scope() {
         "out-of-scope uses are never put to the owner"
     );
 
+    // The model pasting the literal value (not a reference): the owner's summary, the action hash
+    // and the audit see SECRET_REF(stripe), never the value.
+    let literal = json!({"command": format!("curl -H 'Authorization: Bearer {value}' https://api.stripe.com/v1/x")});
+    blocked(&d.decide("exec", literal, "lit1"));
+    let listed = stdout(&d.cli(&["approvals", "list", "--json"]));
+    assert!(listed.contains("Bearer SECRET_REF(stripe)"), "{listed}");
+    assert!(!listed.contains(&value));
+    let id = d.pending_ids()[0].clone();
+    ok(d_cli(&d, &["approvals", "deny", &id]), "");
+
     // tool_result: the value is redacted before the model sees it.
     let (s, r) = d.hook(
         "/v1/tool_result",
