@@ -231,6 +231,21 @@ fn main() {
     sampler.join().unwrap();
     all.sort();
     let after = rss_kib(pid);
+    // Flat over time: more rounds of the same load, RSS after each.
+    let rounds = if quick { 0 } else { 3 };
+    let mut later = Vec::new();
+    for _ in 0..rounds {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let socket = d.socket.clone();
+                std::thread::spawn(move || latencies(&socket, per_thread, true))
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        later.push(rss_kib(pid));
+    }
 
     let p50 = percentile(&green, 0.5);
     let p99 = percentile(&green, 0.99);
@@ -272,6 +287,18 @@ fn main() {
         peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
         after as f64 / 1024.0
     );
+    if !later.is_empty() {
+        let mib: Vec<String> = later
+            .iter()
+            .map(|k| format!("{:.1}", *k as f64 / 1024.0))
+            .collect();
+        println!(
+            "  RSS after {} more rounds of {} decisions each: {} MiB",
+            later.len(),
+            threads * per_thread,
+            mib.join(", ")
+        );
+    }
 }
 
 static PEAK_DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
