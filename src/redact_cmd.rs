@@ -14,8 +14,6 @@ use crate::state::{self, VAULT_DB};
 
 /// Largest input read.
 const MAX_INPUT: u64 = 64 * 1024 * 1024;
-/// The per-tenant key that makes placeholders stable and unguessable.
-const PLACEHOLDER_KEY: &str = "placeholder.key";
 
 fn read_input(file: Option<&Path>) -> anyhow::Result<String> {
     let bytes = match file {
@@ -49,20 +47,14 @@ fn build(global: &GlobalArgs, env: &dyn Env, input: &RedactInput) -> anyhow::Res
     Ok(builder.placeholder_key(placeholder_key(&dir)?).build()?)
 }
 
-/// Reads (or creates, mode 0600) the placeholder key in the state directory. Without a state
-/// directory, an all-zero key still gives stable placeholders, just not tenant-specific ones.
+/// The per-tenant placeholder key from the state directory (the daemon's, so the CLI and the
+/// proxy give the same placeholders). Without a state directory, an all-zero key still gives
+/// stable placeholders, just not tenant-specific ones.
 fn placeholder_key(dir: &Path) -> anyhow::Result<[u8; 32]> {
     if !dir.exists() {
         return Ok([0; 32]);
     }
-    let path = dir.join(PLACEHOLDER_KEY);
-    if !path.exists() {
-        clawgate_vault::generate_key_file(&path)?;
-    }
-    let key = clawgate_vault::read_key_file(&path)?;
-    key.as_slice()
-        .try_into()
-        .context("placeholder key must be 32 bytes")
+    Ok(clawgate_wrapper::daemon::placeholder_key(dir)?)
 }
 
 pub(crate) fn scan(global: &GlobalArgs, env: &dyn Env, args: &ScanArgs) -> anyhow::Result<()> {

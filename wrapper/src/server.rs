@@ -112,44 +112,59 @@ fn user_in_group(uid: u32, group: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// Where connections come from: a listener plus the check a peer must pass.
+trait Accept: Send {
+    type Io: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static;
+    /// The next connection; `None` when it was refused (already logged).
+    fn next(&self) -> impl Future<Output = std::io::Result<Option<Self::Io>>> + Send;
+}
+
+struct UnixAccept {
+    listener: UnixListener,
+    peers: PeerRule,
+    name: &'static str,
+}
+
+impl Accept for UnixAccept {
+    type Io = TokioIo<tokio::net::UnixStream>;
+    async fn next(&self) -> std::io::Result<Option<Self::Io>> {
+        let (stream, _) = self.listener.accept().await?;
+        let cred = stream.peer_cred().ok();
+        if !cred.is_some_and(|c| self.peers.allows(c.uid(), c.gid())) {
+            let who = cred.map(|c| (c.uid(), c.pid()));
+            tracing::warn!(socket = self.name, peer = ?who, "Refused a connection from a user that may not use this socket.");
+            return Ok(None);
+        }
+        Ok(Some(TokioIo::new(stream)))
+    }
+}
+
+struct TcpAccept(TcpListener);
+
+impl Accept for TcpAccept {
+    type Io = TokioIo<tokio::net::TcpStream>;
+    async fn next(&self) -> std::io::Result<Option<Self::Io>> {
+        let (stream, _) = self.0.accept().await?;
+        let _ = stream.set_nodelay(true);
+        Ok(Some(TokioIo::new(stream)))
+    }
+}
+
 /// Serves a Unix socket until `shutdown` turns true, then waits for open connections.
 pub async fn serve_unix<H: Handler>(
     listener: UnixListener,
     peers: PeerRule,
     max_body: usize,
     handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     name: &'static str,
 ) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors, say: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let allowed = stream
-                    .peer_cred()
-                    .map(|c| peers.allows(c.uid(), c.gid()))
-                    .unwrap_or(false);
-                if !allowed {
-                    let who = stream.peer_cred().map(|c| (c.uid(), c.pid())).ok();
-                    tracing::warn!(socket = name, peer = ?who, "Refused a connection from a user that may not use this socket.");
-                    continue;
-                }
-                conns.spawn(connection(TokioIo::new(stream), max_body, handler.clone(), shutdown.clone()));
-            }
-            _ = shutdown.changed() => break,
-        }
-        while conns.try_join_next().is_some() {}
-    }
-    while conns.join_next().await.is_some() {}
+    let accept = UnixAccept {
+        listener,
+        peers,
+        name,
+    };
+    serve(accept, max_body, handler, shutdown).await;
 }
 
 /// Serves a TCP listener (the admin page) until shutdown.
@@ -157,24 +172,31 @@ pub async fn serve_tcp<H: Handler>(
     listener: TcpListener,
     max_body: usize,
     handler: Arc<H>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve(TcpAccept(listener), max_body, handler, shutdown).await;
+}
+
+async fn serve<A: Accept, H: Handler>(
+    accept: A,
+    max_body: usize,
+    handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors, say: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                conns.spawn(connection(TokioIo::new(stream), max_body, handler.clone(), shutdown.clone()));
-            }
+            accepted = accept.next() => match accepted {
+                Ok(Some(io)) => {
+                    conns.spawn(connection(io, max_body, handler.clone(), shutdown.clone()));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
             _ = shutdown.changed() => break,
         }
         while conns.try_join_next().is_some() {}
