@@ -1,0 +1,2 @@
+//! `clawgate-egress`: the local egress proxy every LLM request is forced through (issue #5).
+//! Under construction.
