@@ -195,6 +195,13 @@ impl Recent {
                 None => break,
             }
         }
+        // The same id put again leaves a stale queue entry behind: compact before the queue
+        // outgrows the map, or it grows with every call for the whole retention window.
+        if self.order.len() >= 2 * REMEMBER_MAX {
+            let map = &self.map;
+            self.order
+                .retain(|(id, at)| map.get(id).is_some_and(|e| e.at == *at));
+        }
         let at = Instant::now();
         self.map.insert(
             id.to_owned(),
@@ -1055,4 +1062,64 @@ fn build_snapshot(
         version,
         vault_generation,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembering_the_same_ids_again_and_again_stays_bounded() {
+        let mut r = Recent::default();
+        for i in 0..(3 * REMEMBER_MAX) {
+            let id = format!("call_{}", i % 100);
+            r.put(
+                &id,
+                "h",
+                Remembered::Allowed { via: "allow" },
+                Hook::TrustedPolicy,
+            );
+        }
+        assert_eq!(r.map.len(), 100);
+        assert!(r.order.len() <= 2 * REMEMBER_MAX, "{}", r.order.len());
+    }
+
+    #[test]
+    fn an_allow_is_lent_once_and_only_to_the_other_gate() {
+        let mut r = Recent::default();
+        r.put(
+            "c",
+            "h",
+            Remembered::Allowed { via: "approved" },
+            Hook::TrustedPolicy,
+        );
+        assert!(r.take("c", "h", Some(Hook::TrustedPolicy)).is_none());
+        assert!(r.take("c", "other", Some(Hook::BeforeToolCall)).is_none());
+        assert!(r.take("c", "h", Some(Hook::BeforeToolCall)).is_some());
+        assert!(r.take("c", "h", Some(Hook::BeforeToolCall)).is_none());
+        r.put(
+            "b",
+            "h",
+            Remembered::Blocked("no".into()),
+            Hook::TrustedPolicy,
+        );
+        for _ in 0..3 {
+            assert!(r.take("b", "h", Some(Hook::TrustedPolicy)).is_some());
+        }
+    }
+
+    #[test]
+    fn tool_search_inner_ids_name_their_outer_call() {
+        assert_eq!(
+            outer_call_id("tool_search_code:toolu_5c41:web_fetch:1"),
+            Some("toolu_5c41")
+        );
+        assert_eq!(
+            outer_call_id("tool_search_code:a:b:web_fetch:12"),
+            Some("a:b")
+        );
+        assert_eq!(outer_call_id("tool_search_code::web_fetch:1"), None);
+        assert_eq!(outer_call_id("tool_search_code:x:web_fetch:one"), None);
+        assert_eq!(outer_call_id("call_1"), None);
+    }
 }
