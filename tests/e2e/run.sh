@@ -5,7 +5,7 @@
 #   2. clawgate binary             $CLAWGATE_BIN, or `cargo build --release --locked -q` -> target/release/clawgate
 #   3. plugin unit tests           node --test wrapper/openclaw-plugin/test/*.test.mjs (Node 24, and the
 #                                  system node when there is one: the plugin supports Node >= 20)
-#   4. harness smoke test          python3 tests/e2e/smoke_test.py -v
+#   4. harness smoke test          python3 tests/e2e/smoke_test.py -v  (only with CLAWGATE_E2E_SMOKE=1)
 #   5. Clawgate e2e test           python3 tests/e2e/clawgate_e2e_test.py -v
 #
 # Every step runs even if an earlier test step failed; the exit status is non-zero if any failed
@@ -64,7 +64,11 @@ step "plugin unit tests (node $("$NODE24" --version))" "$NODE24" --test "${plugi
 if command -v node >/dev/null && [ "$(command -v node)" != "$NODE24" ]; then
   step "plugin unit tests (system node $(node --version))" node --test "${plugin_tests[@]}"
 fi
-step "harness smoke test" python3 "$HERE/smoke_test.py" -v
+# The harness's own smoke test (probe plugin, ~2 min) proves the harness, not Clawgate: run it
+# when changing the harness (CLAWGATE_E2E_SMOKE=1); CI keeps to the Clawgate test.
+if [ "${CLAWGATE_E2E_SMOKE:-0}" = 1 ]; then
+  step "harness smoke test" python3 "$HERE/smoke_test.py" -v
+fi
 step "clawgate e2e test" python3 "$HERE/clawgate_e2e_test.py" -v
 
 if [ "${#failed[@]}" -gt 0 ]; then
