@@ -1,0 +1,177 @@
+//! Remembers the redaction of long JSON strings, because agents resend their whole history
+//! every turn: only new content is scanned.
+//!
+//! An entry is keyed by the string exactly as it appears in the request body, escapes and all
+//! (so a hit needs no unescaping); it holds that raw string (compared in full on every hit, so a
+//! hash collision is a miss, never a wrong answer), the JSON-encoded replacement (or
+//! "unchanged") and what was redacted (for metrics). Entries belong to one redactor instance: when the vault changes and the
+//! daemon swaps the redactor, the cache empties. Memory is bounded by two generations: entries
+//! go into the current map; when it holds half the byte budget it becomes the previous map (the
+//! older previous one is dropped), and a hit in the previous map is moved back to the current.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use std::sync::{Arc, Mutex, Weak};
+
+use clawgate_redact::Redactor;
+
+use crate::request::Redaction;
+
+/// Strings shorter than this are redacted every time (cheaper than hashing and locking).
+pub(crate) const MIN_CACHED_LEN: usize = 256;
+
+/// One remembered redaction.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    original: Box<str>,
+    /// `None`: the redactor left the string unchanged.
+    pub(crate) redacted: Option<Box<str>>,
+    pub(crate) redactions: Vec<Redaction>,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.original.len() + self.redacted.as_ref().map_or(0, |r| r.len()) + 64
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The redactor the entries were computed with. A `Weak` keeps its allocation, so the
+    /// address cannot be reused by a newer redactor while it is held here.
+    owner: Weak<Redactor>,
+    current: HashMap<u64, Arc<Entry>>,
+    previous: HashMap<u64, Arc<Entry>>,
+    current_bytes: usize,
+}
+
+/// The cache. `capacity` 0 disables it.
+#[derive(Debug)]
+pub(crate) struct RedactionCache {
+    state: Mutex<State>,
+    /// Randomly seeded per process. Quality matters only for spreading entries: a hit is
+    /// confirmed by comparing the whole string.
+    hasher: foldhash::quality::RandomState,
+    capacity: usize,
+}
+
+impl RedactionCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        RedactionCache {
+            state: Mutex::new(State::default()),
+            hasher: foldhash::quality::RandomState::default(),
+            capacity,
+        }
+    }
+
+    /// Whether `text` is worth caching.
+    pub(crate) fn wants(&self, text: &str) -> bool {
+        self.capacity > 0 && text.len() >= MIN_CACHED_LEN && text.len() <= self.capacity / 4
+    }
+
+    pub(crate) fn hash(&self, text: &str) -> u64 {
+        self.hasher.hash_one(text)
+    }
+
+    fn owned_by(state: &mut State, redactor: &Arc<Redactor>) {
+        if !std::ptr::eq(state.owner.as_ptr(), Arc::as_ptr(redactor)) {
+            *state = State {
+                owner: Arc::downgrade(redactor),
+                ..State::default()
+            };
+        }
+    }
+
+    /// The remembered redaction of `text` (hash `h`) by `redactor`.
+    pub(crate) fn get(&self, redactor: &Arc<Redactor>, text: &str, h: u64) -> Option<Arc<Entry>> {
+        let mut st = self.state.lock().ok()?;
+        Self::owned_by(&mut st, redactor);
+        if let Some(e) = st.current.get(&h) {
+            return (*e.original == *text).then(|| e.clone());
+        }
+        let e = st.previous.remove(&h)?;
+        if *e.original != *text {
+            return None;
+        }
+        st.current_bytes += e.bytes();
+        st.current.insert(h, e.clone());
+        Some(e)
+    }
+
+    /// Remembers the redaction of `text`.
+    pub(crate) fn put(
+        &self,
+        redactor: &Arc<Redactor>,
+        text: &str,
+        h: u64,
+        redacted: Option<&str>,
+        redactions: Vec<Redaction>,
+    ) {
+        let e = Arc::new(Entry {
+            original: text.into(),
+            redacted: redacted.map(Into::into),
+            redactions,
+        });
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        Self::owned_by(&mut st, redactor);
+        st.current_bytes += e.bytes();
+        if let Some(old) = st.current.insert(h, e) {
+            st.current_bytes = st.current_bytes.saturating_sub(old.bytes());
+        }
+        if st.current_bytes > self.capacity / 2 {
+            st.previous = std::mem::take(&mut st.current);
+            st.current_bytes = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r() -> Arc<Redactor> {
+        Arc::new(Redactor::builder().build().unwrap())
+    }
+
+    #[test]
+    fn hits_need_the_same_text_and_the_same_redactor() {
+        let c = RedactionCache::new(1 << 20);
+        let (a, b) = (r(), r());
+        let text = "x".repeat(300);
+        let h = c.hash(&text);
+        assert!(c.get(&a, &text, h).is_none());
+        c.put(&a, &text, h, Some("y"), Vec::new());
+        assert_eq!(c.get(&a, &text, h).unwrap().redacted.as_deref(), Some("y"));
+        // A collision (same hash, other text) is a miss.
+        assert!(c.get(&a, &"z".repeat(300), h).is_none());
+        // Another redactor: the cache empties.
+        assert!(c.get(&b, &text, h).is_none());
+        assert!(c.get(&a, &text, h).is_none());
+    }
+
+    #[test]
+    fn memory_stays_bounded() {
+        let c = RedactionCache::new(64 * 1024);
+        let a = r();
+        for i in 0..1000 {
+            let t = format!("{i:0>1000}");
+            c.put(&a, &t, c.hash(&t), None, Vec::new());
+        }
+        let st = c.state.lock().unwrap();
+        let total: usize = st
+            .current
+            .values()
+            .chain(st.previous.values())
+            .map(|e| e.bytes())
+            .sum();
+        assert!(total <= 64 * 1024 + 2048, "{total}");
+        // The newest survive.
+        drop(st);
+        let t = format!("{:0>1000}", 999);
+        assert!(c.get(&a, &t, c.hash(&t)).is_some());
+        assert!(!c.wants("short"));
+    }
+}
