@@ -3,14 +3,18 @@
 //! be a secret. Entropy alone redacted 45%
 //! of the hard negatives in our measurements (every git SHA, lockfile hash, image and public
 //! key), so context gates it and the exclusions below trim it.
-
-use regex::bytes::{Regex, RegexBuilder};
+//!
+//! The scan starts from the assignment operators (`:` and `=`, found eight bytes at a time), not
+//! from the keywords: an operator followed by fewer than 20 token bytes is dropped after a few
+//! loads, and only then is the key before it checked for a context keyword. This finds exactly
+//! the values a keyword-first scan finds (the same key and value grammar, read backwards).
 
 use crate::rules::{DOCUMENTED_EXAMPLES, is_placeholder};
 use crate::{Detector, DetectorKind, Error, Finding};
 
 /// Rule id of entropy findings.
 pub const RULE: &str = "high-entropy-token";
+/// Words that make a key name a secret (letters only: they are looked for inside the key).
 const CONTEXT: &[&str] = &[
     "secret",
     "token",
@@ -27,11 +31,12 @@ const CONTEXT: &[&str] = &[
     "cookie",
 ];
 const MIN_LEN: usize = 20;
+const MAX_LEN: usize = 512;
 
 /// The entropy detector.
 pub struct EntropyDetector {
     context: crate::scan::KeywordSet,
-    token: Regex,
+    not_secret_before: crate::scan::KeywordSet,
 }
 
 impl std::fmt::Debug for EntropyDetector {
@@ -43,16 +48,24 @@ impl std::fmt::Debug for EntropyDetector {
 /// Shannon entropy in bits per byte.
 pub fn shannon(bytes: &[u8]) -> f64 {
     let mut counts = [0u32; 256];
-    for b in bytes {
-        counts[usize::from(*b)] += 1;
+    // Which bytes occur: the sum below visits only those, in ascending byte order (the same
+    // terms in the same order as a walk over all 256 counts, so the same result to the bit).
+    let mut present = [0u64; 4];
+    for &b in bytes {
+        counts[usize::from(b)] += 1;
+        present[usize::from(b >> 6)] |= 1 << (b & 63);
     }
     let n = bytes.len() as f64;
-    counts
-        .iter()
-        .filter(|c| **c > 0)
-        .map(|c| f64::from(*c) / n)
-        .map(|p| -p * p.log2())
-        .sum()
+    let mut sum = -0.0; // as `Iterator::sum` starts
+    for (w, mut bits) in present.into_iter().enumerate() {
+        while bits != 0 {
+            let b = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let p = f64::from(counts[b]) / n;
+            sum += -p * p.log2();
+        }
+    }
+    sum
 }
 
 fn is_uuid(t: &[u8]) -> bool {
@@ -66,138 +79,170 @@ fn is_uuid(t: &[u8]) -> bool {
         })
 }
 
-/// Tokens that look random but are not secrets.
-fn known_not_secret(text: &[u8], start: usize, token: &[u8]) -> bool {
-    const PREFIXES: &[&[u8]] = &[
-        b"sha1-", b"sha256-", b"sha384-", b"sha512-", b"sha256:", b"sha512:", b"h1:", b"md5-",
-    ];
-    const BEFORE: &[&[u8]] = &[
-        b"base64,",
-        b"ssh-rsa ",
-        b"ssh-ed25519 ",
-        b"ssh-dss ",
-        b"ecdsa-sha2-",
-        b"PUBLIC KEY-----",
-        b"CERTIFICATE-----",
-        b"integrity",
-        b"\"resolved\"",
-        b"checksum",
-        b"digest",
-        b"commit",
-        b"sha",
-        b"hash",
-    ];
-    if is_uuid(token) || PREFIXES.iter().any(|p| token.starts_with(p)) || is_placeholder(token) {
-        return true;
-    }
-    if DOCUMENTED_EXAMPLES.iter().any(|e| e.as_bytes() == token) {
-        return true;
-    }
-    let before = &text[start.saturating_sub(48)..start];
-    BEFORE
-        .iter()
-        .any(|p| before.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p)))
-}
+/// Prefixes of digests and checksums.
+const DIGEST_PREFIXES: &[&[u8]] = &[
+    b"sha1-", b"sha256-", b"sha384-", b"sha512-", b"sha256:", b"sha512:", b"h1:", b"md5-",
+];
+
+/// Words in the 48 bytes before a value that say it is public or a digest (case-insensitive).
+const NOT_SECRET_BEFORE: &[&str] = &[
+    "base64,",
+    "ssh-rsa ",
+    "ssh-ed25519 ",
+    "ssh-dss ",
+    "ecdsa-sha2-",
+    "PUBLIC KEY-----",
+    "CERTIFICATE-----",
+    "integrity",
+    "\"resolved\"",
+    "checksum",
+    "digest",
+    "commit",
+    "sha",
+    "hash",
+];
 
 /// Random enough to be a credential: hex tokens need ≥ 3.0 bits/byte and 32+ characters,
 /// others ≥ 3.7 with letters and digits mixed (long identifiers rarely carry digits in the
 /// middle of mixed case).
 fn random_enough(token: &[u8]) -> bool {
-    let entropy = shannon(token);
+    // The character-class tests are cheap and reject most tokens: the entropy comes last.
     if token.iter().all(u8::is_ascii_hexdigit) {
-        return token.len() >= 32 && entropy >= 3.0;
+        return token.len() >= 32 && shannon(token) >= 3.0;
     }
     let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
     let upper = token.iter().any(u8::is_ascii_uppercase);
     let lower = token.iter().any(u8::is_ascii_lowercase);
-    entropy >= 3.7
-        && digits >= 2
+    digits >= 2
         && (upper || lower)
         && (upper && lower || digits * 4 >= token.len())
+        && shannon(token) >= 3.7
 }
 
 impl EntropyDetector {
     /// Builds the detector.
     pub fn new() -> Result<Self, Error> {
         let context = crate::scan::KeywordSet::new(CONTEXT.iter().copied());
-        let token = RegexBuilder::new(r"[A-Za-z0-9][A-Za-z0-9+/=_\-.~]{19,511}")
-            .unicode(false)
-            .build()
-            .map_err(|e| Error::Build {
-                what: "entropy token regex",
-                reason: e.to_string(),
-            })?;
-        Ok(Self { context, token })
+        let not_secret_before = crate::scan::KeywordSet::new(NOT_SECRET_BEFORE.iter().copied());
+        Ok(Self {
+            context,
+            not_secret_before,
+        })
+    }
+
+    /// Tokens that look random but are not secrets.
+    fn known_not_secret(&self, text: &[u8], start: usize, token: &[u8]) -> bool {
+        if is_uuid(token)
+            || DIGEST_PREFIXES.iter().any(|p| token.starts_with(p))
+            || is_placeholder(token)
+            || DOCUMENTED_EXAMPLES.iter().any(|e| e.as_bytes() == token)
+        {
+            return true;
+        }
+        let before = &text[start.saturating_sub(48)..start];
+        self.not_secret_before.any_ending_from(before, 0)
+    }
+
+    /// Whether the key before the assignment operator at `op` names a secret: a context keyword
+    /// ends at most [`KEY_REST`] key bytes before the key's end (`client_secret_value: …`), the
+    /// key may be closed by one quote, and only spaces stand between it and the operator.
+    fn key_names_secret(&self, bytes: &[u8], op: usize) -> bool {
+        let mut k = op;
+        while k > 0 && bytes[k - 1] == b' ' {
+            k -= 1;
+        }
+        if k > 0 && matches!(bytes[k - 1], b'"' | b'\'') {
+            k -= 1;
+        }
+        let floor = k.saturating_sub(KEY_REST + self.context.max_len());
+        let mut r = k;
+        while r > floor && is_key_byte(bytes[r - 1]) {
+            r -= 1;
+        }
+        r < k
+            && self
+                .context
+                .any_ending_from(&bytes[r..k], (k - r).saturating_sub(KEY_REST))
     }
 }
 
+/// Key bytes after the context keyword: `secret` in `secret_key_id` may end 32 bytes before the
+/// key does.
+const KEY_REST: usize = 32;
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
 impl Detector for EntropyDetector {
+    /// Every `:` and `=` (found eight bytes at a time) is a possible assignment; the cheap test
+    /// (a value of at least `MIN_LEN` token bytes starting with a letter or digit) runs first,
+    /// then the key before it must name a secret. This finds exactly the values a scan for the
+    /// context keywords followed by an assignment would, without a pass over every byte.
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        let mut values = Vec::new();
-        self.context.find_all(bytes, |_, end, _| {
-            if let Some(v) = assigned_value(bytes, end) {
-                values.push(v);
+        crate::scan::for_each_byte2(bytes, b':', b'=', |op| {
+            let from = value_start(bytes, op);
+            if long_value_at(bytes, from) {
+                self.candidate(bytes, op, from, out);
             }
         });
-        values.dedup();
-        for (from, to) in values {
-            let Some(m) = self.token.find(&bytes[from..to]) else {
-                continue;
-            };
-            if m.start() != 0 {
-                continue;
-            }
-            let token = trim_punctuation(m.as_bytes());
-            if token.len() >= MIN_LEN
-                && !known_not_secret(bytes, from, token)
-                && random_enough(token)
-            {
-                out.push(Finding {
-                    start: from,
-                    end: from + token.len(),
-                    rule: RULE.into(),
-                    detector: DetectorKind::Entropy,
-                    secret: None,
-                });
-            }
+    }
+}
+
+/// Whether at least [`MIN_LEN`] token bytes start at `from`, the first a letter or digit.
+#[inline(always)]
+fn long_value_at(bytes: &[u8], from: usize) -> bool {
+    bytes.get(from).is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .get(from..from + MIN_LEN)
+            .is_some_and(|v| v.iter().all(|&b| crate::is_token_byte(b)))
+}
+
+impl EntropyDetector {
+    /// The value at `from`, assigned by the operator at `op`, is long enough: check the key, then
+    /// the value.
+    #[inline(never)]
+    fn candidate(&self, bytes: &[u8], op: usize, from: usize, out: &mut Vec<Finding>) {
+        if !self.key_names_secret(bytes, op) {
+            return;
+        }
+        let mut to = from + MIN_LEN;
+        while to < bytes.len() && to - from < MAX_LEN && crate::is_token_byte(bytes[to]) {
+            to += 1;
+        }
+        let token = trim_punctuation(&bytes[from..to]);
+        if token.len() >= MIN_LEN
+            && random_enough(token)
+            && !self.known_not_secret(bytes, from, token)
+        {
+            out.push(Finding {
+                start: from,
+                end: from + token.len(),
+                rule: RULE.into(),
+                detector: DetectorKind::Entropy,
+                secret: None,
+            });
         }
     }
 }
 
-/// The value assigned to a key that contains a context keyword ending at `key_end`: the rest of
-/// the key (letters, digits, `_-.`), optional closing quote, `:`, `=`, `:=` or `=>`, optional
-/// spaces and opening quote, then the value up to the end of its token. Same line only.
-fn assigned_value(bytes: &[u8], key_end: usize) -> Option<(usize, usize)> {
-    let mut i = key_end;
-    let key_limit = (key_end + 32).min(bytes.len());
-    while i < key_limit
-        && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'-' | b'.'))
-    {
-        i += 1;
-    }
-    if i < bytes.len() && matches!(bytes[i], b'"' | b'\'') {
-        i += 1;
-    }
-    while i < bytes.len() && bytes[i] == b' ' {
-        i += 1;
-    }
-    match bytes.get(i..i + 2) {
-        Some(b":=") | Some(b"=>") => i += 2,
-        _ if matches!(bytes.get(i), Some(b':' | b'=')) => i += 1,
-        _ => return None,
-    }
+/// Where the value assigned by the operator at `op` starts: after `:`, `=`, `:=` or `=>`, then
+/// spaces, tabs and opening quotes. The value runs to the end of its token (at most
+/// [`MAX_LEN`] bytes).
+#[inline(always)]
+fn value_start(bytes: &[u8], op: usize) -> usize {
+    let mut i = match bytes.get(op..op + 2) {
+        Some(b":=") | Some(b"=>") => op + 2,
+        _ => op + 1,
+    };
     while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t') {
         i += 1;
     }
-    let start = i;
-    while i < bytes.len() && i - start < 512 && crate::is_token_byte(bytes[i]) {
-        i += 1;
-    }
-    (i > start).then_some((start, i))
+    i
 }
 
-/// Drops sentence punctuation a token regex swallows at its end (`key: abc…xyz.`).
+/// Drops sentence punctuation the token takes in at its end (`key: abc…xyz.`).
 fn trim_punctuation(t: &[u8]) -> &[u8] {
     let mut end = t.len();
     while end > 0 && matches!(t[end - 1], b'.' | b'-' | b'~') {
@@ -209,6 +254,170 @@ fn trim_punctuation(t: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keyword-first formulation (find each context keyword, read the key, operator and value
+    /// after it, match the token regex), as this detector worked before it started from the
+    /// operators. Kept as the reference the operator-first scan must agree with.
+    fn keyword_first(
+        detector: &EntropyDetector,
+        token: &regex::bytes::Regex,
+        text: &str,
+    ) -> Vec<(usize, usize)> {
+        fn assigned_value(bytes: &[u8], key_end: usize) -> Option<(usize, usize)> {
+            let mut i = key_end;
+            let key_limit = (key_end + 32).min(bytes.len());
+            while i < key_limit && is_key_byte(bytes[i]) {
+                i += 1;
+            }
+            if i < bytes.len() && matches!(bytes[i], b'"' | b'\'') {
+                i += 1;
+            }
+            while i < bytes.len() && bytes[i] == b' ' {
+                i += 1;
+            }
+            match bytes.get(i..i + 2) {
+                Some(b":=") | Some(b"=>") => i += 2,
+                _ if matches!(bytes.get(i), Some(b':' | b'=')) => i += 1,
+                _ => return None,
+            }
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t') {
+                i += 1;
+            }
+            let start = i;
+            while i < bytes.len() && i - start < 512 && crate::is_token_byte(bytes[i]) {
+                i += 1;
+            }
+            (i > start).then_some((start, i))
+        }
+        let bytes = text.as_bytes();
+        let mut hits = Vec::new();
+        detector
+            .context
+            .find_all(bytes, |start, end, _| hits.push((start, end)));
+        hits.sort_unstable();
+        let mut values: Vec<(usize, usize)> = hits
+            .into_iter()
+            .filter_map(|(_, end)| assigned_value(bytes, end))
+            .collect();
+        values.dedup();
+        let mut out = Vec::new();
+        for (from, to) in values {
+            let Some(m) = token.find(&bytes[from..to]) else {
+                continue;
+            };
+            if m.start() != 0 {
+                continue;
+            }
+            let t = trim_punctuation(m.as_bytes());
+            if t.len() >= MIN_LEN && !detector.known_not_secret(bytes, from, t) && random_enough(t)
+            {
+                out.push((from, from + t.len()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn operator_first_scan_equals_keyword_first_scan() {
+        let detector = EntropyDetector::new().unwrap();
+        let token = regex::bytes::RegexBuilder::new(r"[A-Za-z0-9][A-Za-z0-9+/=_\-.~]{19,511}")
+            .unicode(false)
+            .build()
+            .unwrap();
+        let mut found = 0;
+        let pieces = [
+            "api_key",
+            "apiKey",
+            "client_secret",
+            "x",
+            "SESSION_TOKEN",
+            "private_key_id",
+            "my_token_with_a_very_long_suffix_abcdefghijklm",
+            "auth",
+            "name",
+            "sha",
+            "commit",
+            "\"",
+            "'",
+            " ",
+            "  ",
+            ":",
+            "=",
+            ":=",
+            "=>",
+            "==",
+            "\t",
+            "\n",
+            ".",
+            "-",
+            "~",
+            "Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b",
+            "short",
+            "ThisIsALongCamelCaseIdentifier",
+            "abc123XYZ789def456GHI",
+            "123e4567-e89b-12d3-a456-426614174000",
+            "sha256-",
+            "é",
+        ];
+        let mut state = 0x0123_4567_89ab_cdefu64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            for _ in 0..next(24) {
+                text.push_str(pieces[next(pieces.len())]);
+            }
+            let mut got = Vec::new();
+            detector.find(&text, &mut got);
+            let got: Vec<(usize, usize)> = got.iter().map(|f| (f.start, f.end)).collect();
+            assert_eq!(got, keyword_first(&detector, &token, &text), "{text:?}");
+            found += got.len();
+        }
+        assert!(
+            found > 100,
+            "only {found} findings: the texts test too little"
+        );
+    }
+
+    /// The walk over present bytes gives the same bits as the plain walk over all 256 counts.
+    #[test]
+    fn shannon_matches_the_plain_definition() {
+        fn plain(bytes: &[u8]) -> f64 {
+            let mut counts = [0u32; 256];
+            for b in bytes {
+                counts[usize::from(*b)] += 1;
+            }
+            let n = bytes.len() as f64;
+            counts
+                .iter()
+                .filter(|c| **c > 0)
+                .map(|c| f64::from(*c) / n)
+                .map(|p| -p * p.log2())
+                .sum()
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..300 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state % if len % 3 == 0 { 256 } else { 40 }) as u8
+                })
+                .collect();
+            assert_eq!(
+                shannon(&bytes).to_bits(),
+                plain(&bytes).to_bits(),
+                "{bytes:?}"
+            );
+        }
+        assert_eq!(shannon(b"aaaa").to_bits(), plain(b"aaaa").to_bits());
+    }
 
     #[test]
     fn randomness_table() {

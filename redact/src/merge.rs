@@ -1,15 +1,19 @@
 //! Combining findings: every copy of a detected value, then overlapping spans merged into one.
 
+use std::collections::HashSet;
+
 use crate::{DetectorKind, Finding};
 
 /// Copies shorter than this are not chased through the rest of the text.
 const MIN_COPY_LEN: usize = 8;
 
 /// Adds a finding for every other occurrence of each value found by a rule or the entropy
-/// detector (vault values are already found everywhere by their automaton). Scanners that report
+/// detector (vault values are already found everywhere by their literal set). Scanners that report
 /// only the first copy leave the rest of the prompt leaking.
 pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
+    // Each distinct value once, labelled by its first finding.
     let mut values: Vec<(&str, usize)> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, f) in findings.iter().enumerate() {
         if f.detector == DetectorKind::Vault {
             continue;
@@ -17,7 +21,7 @@ pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
         let Some(value) = text.get(f.start..f.end) else {
             continue;
         };
-        if value.len() >= MIN_COPY_LEN && !values.iter().any(|(v, _)| *v == value) {
+        if value.len() >= MIN_COPY_LEN && seen.insert(value) {
             values.push((value, i));
         }
     }
@@ -40,7 +44,7 @@ pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
         before > 0 && reach[before - 1] >= end
     };
     let mut extra = Vec::new();
-    set.find_all(text.as_bytes(), |start, end, id| {
+    for (start, end, id) in set.find_sorted(text.as_bytes()) {
         if !covered(start, end) {
             extra.push(Finding {
                 start,
@@ -48,7 +52,7 @@ pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
                 ..findings[values[id].1].clone()
             });
         }
-    });
+    }
     findings.extend(extra);
 }
 

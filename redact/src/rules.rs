@@ -1,6 +1,6 @@
-//! Known credential formats. Every rule names keywords; one ASCII-case-insensitive Aho-Corasick
-//! pass finds them all, and a rule's regex runs only in windows around its keywords' hits (one
-//! big `RegexSet` measured 0.2 MB/s here: never do that inline).
+//! Known credential formats. Every rule names keywords; one ASCII-case-insensitive pass of the
+//! keyword scanner in `scan.rs` finds them all, and a rule's regex runs only in windows around its
+//! keywords' hits (one big `RegexSet` measured 0.2 MB/s here: never do that inline).
 
 use std::collections::HashMap;
 
@@ -43,10 +43,41 @@ const fn rule(
     }
 }
 
+/// Bytes that start a needle of [`is_placeholder`], in either case.
+static NEEDLE_START: [bool; 256] = {
+    let mut table = [false; 256];
+    let starts = b"exXErRpPyYcC*";
+    let mut i = 0;
+    while i < starts.len() {
+        table[starts[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// True for values that are placeholders, references or our own redactions, not secrets.
 pub fn is_placeholder(v: &[u8]) -> bool {
-    let lower = v.to_ascii_lowercase();
-    let has = |s: &str| lower.windows(s.len()).any(|w| w == s.as_bytes());
+    /// Case-insensitive needles; each is looked for only where its first two bytes occur.
+    const NEEDLES: &[&[u8]] = &[
+        b"example",
+        b"xxxx",
+        b"****",
+        b"redacted",
+        b"placeholder",
+        b"your_",
+        b"your-",
+        b"changeme_",
+    ];
+    let has_needle = v.windows(2).enumerate().any(|(i, w)| {
+        NEEDLE_START[usize::from(w[0])] && {
+            let pair = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
+            NEEDLES.iter().any(|n| {
+                n[..2] == pair
+                    && v.get(i..i + n.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(n))
+            })
+        }
+    });
     v.starts_with(b"SECRET_REF(")
         || v.starts_with(b"[REDACTED:")
         || v.starts_with(b"${")
@@ -54,14 +85,7 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         || v.starts_with(b"<")
         || v.starts_with(b"$(")
         || v.starts_with(b"%(")
-        || has("example")
-        || has("xxxx")
-        || has("****")
-        || has("redacted")
-        || has("placeholder")
-        || has("your_")
-        || has("your-")
-        || has("changeme_")
+        || has_needle
         || v.iter().all(|b| *b == v[0])
 }
 
@@ -122,8 +146,10 @@ fn password_value(v: &[u8]) -> bool {
     if !not_example(v) {
         return false;
     }
-    let text = String::from_utf8_lossy(v).to_ascii_lowercase();
-    if NOT_PASSWORDS.contains(&text.as_str()) {
+    if NOT_PASSWORDS
+        .iter()
+        .any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
+    {
         return false;
     }
     let identifier = v.iter().all(|b| {
@@ -431,30 +457,37 @@ impl RuleDetector {
 impl Detector for RuleDetector {
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.rules.len()];
+        // (rule, window start, window end) for every keyword hit of every rule.
+        let mut windows: Vec<(usize, usize, usize)> = Vec::new();
         self.keywords.find_all(bytes, |start, end, id| {
             for &r in &self.by_keyword[id] {
                 let spec = &self.rules[r].0;
-                windows[r].push((
+                windows.push((
+                    r,
                     start.saturating_sub(spec.back),
                     (end + spec.fwd).min(bytes.len()),
                 ));
             }
         });
-        for (r, mut ws) in windows.into_iter().enumerate() {
-            if ws.is_empty() {
-                continue;
-            }
-            ws.sort_unstable();
-            let (spec, regex) = &self.rules[r];
-            let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ws.len());
-            for (s, e) in ws {
+        if windows.is_empty() {
+            return;
+        }
+        windows.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        let mut rest = windows.as_slice();
+        while let Some(&(r, _, _)) = rest.first() {
+            let n = rest.iter().take_while(|w| w.0 == r).count();
+            let (ws, tail) = rest.split_at(n);
+            rest = tail;
+            merged.clear();
+            for &(_, s, e) in ws {
                 match merged.last_mut() {
                     Some(last) if s <= last.1 => last.1 = last.1.max(e),
                     _ => merged.push((s, e)),
                 }
             }
-            for (ws, we) in merged {
+            let (spec, regex) = &self.rules[r];
+            for &(ws, we) in &merged {
                 for caps in regex.captures_iter(&bytes[ws..we]) {
                     let Some(m) = caps.iter().skip(1).flatten().next().or_else(|| caps.get(0))
                     else {

@@ -143,7 +143,7 @@ fn variants(value: &str) -> Vec<(String, Encoding)> {
 }
 
 impl VaultDetector {
-    /// Builds the automaton over every value of `vault` and its encodings.
+    /// Builds the literal set over every value of `vault` and its encodings.
     pub fn new(vault: &[(SecretName, SecretString)]) -> Result<Self, Error> {
         let mut names = Vec::new();
         let mut skipped = Vec::new();
@@ -183,9 +183,11 @@ impl VaultDetector {
 impl Detector for VaultDetector {
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        self.literals.find_all(bytes, |start, end, id| {
+        // Sorted by position, then pattern: the order findings are merged in decides which of two
+        // identical spans (two secrets' base64 cores widened to the same token) labels the span.
+        for (start, end, id) in self.literals.find_sorted(bytes) {
             let Some(&(index, encoding)) = self.patterns.get(id) else {
-                return;
+                continue;
             };
             let (mut start, mut end) = (start, end);
             if let Some(part_of_token) = encoding.widen() {
@@ -203,7 +205,7 @@ impl Detector for VaultDetector {
                 detector: DetectorKind::Vault,
                 secret: self.names.get(index).cloned(),
             });
-        });
+        }
     }
 }
 
