@@ -462,7 +462,7 @@ impl Engine {
                 Reply::Block(reason)
             }
             Outcome::Allowed { via, approval } => {
-                match self.finish_allowed(&tool, &call, &assessment, &snap, &ctx) {
+                match self.finish_allowed(&tool, &call, &assessment, !reused, &ctx) {
                     Ok((params, resolved)) => {
                         self.record_decision(
                             hook,
@@ -490,14 +490,13 @@ impl Engine {
                         Reply::Allow(params)
                     }
                     Err(reason) => {
-                        self.metrics
-                            .resolutions
-                            .get_or_create(&crate::metrics::KindLabels { kind: "refused" })
-                            .inc();
-                        self.store.audit(
-                            "secret.refused",
-                            &json!({ "tool": tool, "action_hash": hash, "reason": reason,
-                                     "secrets": names(&call.params), "ctx": ctx.audit_fields() }),
+                        self.refuse_secrets(
+                            &tool,
+                            &hash,
+                            &reason,
+                            &call.params,
+                            &assessment,
+                            &ctx,
                         )?;
                         let reason = format!("Clawgate blocked this call: {reason}");
                         self.record_decision(
@@ -677,44 +676,57 @@ impl Engine {
             secrets::precheck(tool, assessment, &refs, self.vault.as_ref()).err()
         };
         if let Some(reason) = &why {
-            self.metrics
-                .resolutions
-                .get_or_create(&crate::metrics::KindLabels { kind: "refused" })
-                .inc();
-            tracing::warn!(tool, secrets = ?refs.iter().map(ToString::to_string).collect::<Vec<_>>(), "SECRET_REF refused: possible exfiltration.");
-            self.store.audit(
-                "secret.refused",
-                &json!({ "tool": tool, "action_hash": hash, "reason": reason,
-                         "secrets": refs.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                         "hosts": assessment.hosts, "ctx": ctx.audit_fields() }),
-            )?;
+            self.refuse_secrets(tool, hash, reason, &call.params, assessment, ctx)?;
         }
         Ok(why)
     }
 
+    /// Counts, logs (names only) and audits a refused `SECRET_REF` use.
+    fn refuse_secrets(
+        &self,
+        tool: &str,
+        hash: &str,
+        reason: &str,
+        params: &Value,
+        assessment: &Assessment,
+        ctx: &CallContext,
+    ) -> Result<()> {
+        self.metrics
+            .resolutions
+            .get_or_create(&crate::metrics::KindLabels { kind: "refused" })
+            .inc();
+        let secrets = names(params);
+        tracing::warn!(tool, ?secrets, "SECRET_REF refused: possible exfiltration.");
+        self.store.audit(
+            "secret.refused",
+            &json!({ "tool": tool, "action_hash": hash, "reason": reason, "secrets": secrets,
+                     "hosts": assessment.hosts, "ctx": ctx.audit_fields() }),
+        )?;
+        Ok(())
+    }
+
     /// Resolves secrets for an allowed call and returns the explicit parameters to run.
+    /// `judged` is false when the outcome was remembered, so `judge`'s secret precheck did not
+    /// run for this call and runs here.
     fn finish_allowed(
         &self,
         tool: &str,
         call: &ToolCall,
         assessment: &Assessment,
-        _snap: &Snapshot,
+        judged: bool,
         ctx: &CallContext,
     ) -> std::result::Result<(Value, Resolved), String> {
-        if secrets::refs_in(&call.params).is_empty() || tool == "tool_call" {
+        let refs = secrets::refs_in(&call.params);
+        if refs.is_empty() || tool == "tool_call" {
             return Ok((call.params.clone(), Vec::new()));
         }
         let vault = self
             .vault
             .as_ref()
             .ok_or_else(|| "this Clawgate has no vault".to_owned())?;
-        // Again here: a remembered outcome (a Tool Search inner call) skipped `judge`.
-        secrets::precheck(
-            tool,
-            assessment,
-            &secrets::refs_in(&call.params),
-            Some(vault),
-        )?;
+        if !judged {
+            secrets::precheck(tool, assessment, &refs, Some(vault))?;
+        }
         let applied = secrets::apply(tool, &call.params, &assessment.hosts, vault)?;
         for (name, var) in &applied.resolved {
             self.metrics
