@@ -56,6 +56,43 @@ pub(crate) enum Command {
     /// Set up OpenClaw to use Clawgate.
     #[command(subcommand)]
     Openclaw(OpenclawCommand),
+    /// The LLM egress proxy: agents' local tokens.
+    #[command(subcommand)]
+    Egress(EgressCommand),
+    /// Tokens the egress proxy metered, per agent, provider, model and hour.
+    #[command(subcommand)]
+    Usage(UsageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EgressCommand {
+    /// Mint a new local proxy token for AGENT and print it (the only time it is shown). It
+    /// replaces the agent's previous token; a running daemon accepts it at once.
+    Token {
+        /// Agent id (1-64 characters of A-Z a-z 0-9 _ . -), e.g. `main`.
+        agent: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsageCommand {
+    /// Print usage buckets (newest hours last).
+    Show {
+        /// Only this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only the last N hours (default: everything).
+        #[arg(long, value_name = "N")]
+        hours: Option<u32>,
+        /// One JSON array of {"agent","provider","model","hour","input","output",
+        /// "cache_read","cache_write","requests","incomplete"} (hour: unix seconds).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +176,14 @@ pub(crate) enum OpenclawCommand {
         /// The plugin directory (default: /usr/share/clawgate/openclaw-plugin).
         #[arg(long, value_name = "DIR")]
         plugin_dir: Option<PathBuf>,
+        /// The agent whose proxy token the model providers carry.
+        #[arg(long, default_value = "main")]
+        agent: String,
+        /// Also route custom provider ID through the proxy's ROUTE (anthropic, openai, gemini,
+        /// openrouter); repeatable. Built-in providers and custom ones whose baseUrl is a known
+        /// provider's host are routed without this.
+        #[arg(long, value_name = "ID=ROUTE")]
+        route: Vec<String>,
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -234,8 +234,23 @@ pub(crate) fn openclaw(
     let OpenclawCommand::Configure {
         openclaw_config,
         plugin_dir,
+        agent,
+        route,
         config,
     } = cmd;
+    clawgate_wrapper::tokens::check_agent_id(&agent).map_err(|e| UsageError(e.to_string()))?;
+    let mut routes = Vec::new();
+    for r in &route {
+        let (id, name) = r
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--route {r}: expected ID=ROUTE")))?;
+        let provider = clawgate_egress::Provider::from_route(name).ok_or_else(|| {
+            UsageError(format!(
+                "--route {r}: `{name}` is not anthropic, openai, gemini or openrouter"
+            ))
+        })?;
+        routes.push((id.to_owned(), provider));
+    }
     let s = settings(global, env, config.config.as_deref())?;
     let plugin_dir = plugin_dir.unwrap_or_else(|| PathBuf::from(PACKAGED_PLUGIN_DIR));
     if !plugin_dir.join("openclaw.plugin.json").exists() {
@@ -248,8 +263,28 @@ pub(crate) fn openclaw(
         plugin_dir: std::path::absolute(&plugin_dir)?,
         socket: s.hook.path.clone(),
         approval_wait: s.approval_wait,
+        proxy: s
+            .egress
+            .listen
+            .map(|addr| clawgate_wrapper::openclaw::ProxySetup {
+                base: format!("http://{addr}"),
+                agent,
+                tokens_file: s.egress.tokens_file.clone(),
+                routes,
+            }),
     };
-    let (changes, backup) = clawgate_wrapper::openclaw::configure_file(&openclaw_config, &setup)?;
+    if setup.proxy.is_none() {
+        println!("note: egress.listen is off, so model providers are left as they are.");
+    }
+    clawgate_wrapper::daemon::ensure_private_dir(&s.state_dir)?;
+    let clawgate_wrapper::openclaw::Configured {
+        changes,
+        backup,
+        unrouted,
+    } = clawgate_wrapper::openclaw::configure_file(&openclaw_config, &setup)?;
+    for u in &unrouted {
+        println!("warning: {u}");
+    }
     if changes.is_empty() {
         println!("{}: already configured.", openclaw_config.display());
         return Ok(());

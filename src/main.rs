@@ -5,6 +5,7 @@
 
 mod cli;
 mod daemon_cmd;
+mod egress_cmd;
 mod policy_cmd;
 mod redact_cmd;
 mod state;
@@ -66,6 +67,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Approvals(cmd) => daemon_cmd::approvals(&cli.global, &env, cmd),
         cli::Command::Audit(cmd) => daemon_cmd::audit(&cli.global, &env, cmd),
         cli::Command::Openclaw(cmd) => daemon_cmd::openclaw(&cli.global, &env, cmd),
+        cli::Command::Egress(cmd) => egress_cmd::egress(&cli.global, &env, cmd),
+        cli::Command::Usage(cmd) => egress_cmd::usage(&cli.global, &env, cmd),
     }
 }
 

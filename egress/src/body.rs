@@ -42,6 +42,8 @@ pub(crate) struct MeterData {
     /// A generation request with a 2xx answer: no usage in it means usage is missing.
     pub(crate) expects_usage: bool,
     pub(crate) at: i64,
+    /// The request's in-flight marker in the usage store.
+    pub(crate) inflight: i64,
 }
 
 /// Records one request exactly once: through [`Meter::finish`], or when dropped unfinished (the
@@ -106,6 +108,7 @@ fn record(d: MeterData, tap: Option<Tap>, end: End) {
             at: d.at,
             usage: out.usage,
             incomplete,
+            inflight: Some(d.inflight),
         })
     });
     if let Err(e) = queued {

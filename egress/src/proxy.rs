@@ -369,6 +369,27 @@ impl Egress {
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = headers;
 
+        // Counted durably before anything is sent: a crash from here on still leaves the
+        // request in the usage table (with incomplete usage).
+        let at = unix_now();
+        let inflight = inner
+            .store
+            .begin(
+                agent.as_str(),
+                route,
+                prepared.model.as_deref().unwrap_or("unknown"),
+                at,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "Usage store unavailable; refusing the request.");
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "usage_unavailable",
+                    Side::Internal,
+                    "Clawgate cannot record usage right now, so the request was not sent",
+                )
+            })?;
         let mut meter = Meter::new(MeterData {
             store: inner.store.clone(),
             metrics: inner.metrics.clone(),
@@ -376,7 +397,8 @@ impl Egress {
             provider,
             request_model: prepared.model,
             expects_usage: expects_usage(provider, &rest, post),
-            at: unix_now(),
+            at,
+            inflight,
         });
         let before_upstream = started.elapsed();
         let response = match inner.client.request(up).await {

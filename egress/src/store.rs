@@ -1,14 +1,21 @@
 //! Usage buckets in SQLite (WAL): one row per (agent, provider, model, hour), incremented in one
 //! transaction per response.
 //!
-//! Writes go through one recorder thread, so the request path never waits for SQLite: a
-//! response's end (or cancel, or upstream failure) enqueues its record and moves on. The thread
-//! commits each record in its own transaction (`synchronous=NORMAL`: in the OS before the next
-//! record, fsynced at checkpoints). [`UsageStore::flush`] waits until everything enqueued is
-//! committed; a daemon calls it on shutdown. A crash loses at most the records still in the
-//! queue (microseconds' worth).
+//! Writes go through one recorder thread. Nothing is lost on a crash:
 //!
-//! Schema (`user_version` 1):
+//! * before a request goes upstream, [`UsageStore::begin`] commits an in-flight marker (one row
+//!   of `usage_inflight`) and the request waits for that commit (tens of microseconds: WAL,
+//!   `synchronous=NORMAL`, so it is in the OS and survives the process dying);
+//! * when the response ends (or the client cancels, or the upstream fails), its record is
+//!   enqueued without waiting; the recorder adds it to its bucket and deletes the marker in one
+//!   transaction;
+//! * at open, markers left by a crash are folded into their buckets as requests with incomplete
+//!   usage, so a request whose response was cut by the crash is still counted, once.
+//!
+//! The recorder commits whatever is queued together (group commit), so under load many records
+//! share one transaction. [`UsageStore::flush`] waits until everything enqueued is committed.
+//!
+//! Schema (`user_version` 2; version 1 lacked `usage_inflight` and is upgraded at open):
 //!
 //! ```sql
 //! CREATE TABLE usage_buckets (
@@ -20,6 +27,9 @@
 //!   incomplete INTEGER NOT NULL,      -- of which usage was not (fully) seen: cancelled, cut, unparsable
 //!   updated_at INTEGER NOT NULL,      -- unix seconds of the last change
 //!   PRIMARY KEY (agent, provider, model, hour)) WITHOUT ROWID;
+//! CREATE TABLE usage_inflight (       -- requests sent upstream whose record is not in yet
+//!   id INTEGER PRIMARY KEY, agent TEXT NOT NULL, provider TEXT NOT NULL,
+//!   model TEXT NOT NULL, at INTEGER NOT NULL);
 //! ```
 
 use std::collections::HashMap;
@@ -33,7 +43,14 @@ use rusqlite::{Connection, OpenFlags, params};
 use crate::error::{Error, Result};
 use crate::usage::Usage;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS usage_inflight (
+    id INTEGER PRIMARY KEY,
+    agent TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    at INTEGER NOT NULL
+);";
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS usage_buckets (
     agent TEXT NOT NULL,
     provider TEXT NOT NULL,
@@ -96,6 +113,9 @@ pub struct Record {
     pub usage: Usage,
     /// Usage was not (fully) seen: the client cancelled, the upstream failed, or no usage came.
     pub incomplete: bool,
+    /// The in-flight marker [`UsageStore::begin`] made for this request, deleted with the
+    /// record's commit.
+    pub inflight: Option<i64>,
 }
 
 /// One bucket.
@@ -130,7 +150,17 @@ pub struct BucketQuery {
 
 type Deferred = Box<dyn FnOnce() -> Option<Record> + Send>;
 
+/// A request about to go upstream (see [`UsageStore::begin`]).
+struct Begin {
+    agent: String,
+    provider: String,
+    model: String,
+    at: i64,
+    done: tokio::sync::oneshot::Sender<Result<i64>>,
+}
+
 enum Msg {
+    Begin(Begin),
     Record(Record),
     /// A record computed on the recorder thread (e.g. parsing a large JSON body off the I/O
     /// path).
@@ -193,9 +223,13 @@ impl UsageStore {
         write.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = write.pragma_query_value(None, "user_version", |r| r.get(0))?;
         match version {
-            0 => {
-                write.execute_batch(SCHEMA)?;
-                write.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            0 | 1 => {
+                // Version 1 had the buckets only; both get the in-flight table.
+                let tx = write.unchecked_transaction()?;
+                tx.execute_batch(SCHEMA)?;
+                tx.execute_batch(INFLIGHT_SCHEMA)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                tx.commit()?;
             }
             SCHEMA_VERSION => {}
             v => {
@@ -204,6 +238,13 @@ impl UsageStore {
                     path.display()
                 )));
             }
+        }
+        let recovered = recover_inflight(&write)?;
+        if recovered > 0 {
+            tracing::warn!(
+                requests = recovered,
+                "Requests cut off by a crash or kill were counted with incomplete usage."
+            );
         }
         let read = Connection::open_with_flags(
             path,
@@ -241,7 +282,25 @@ impl UsageStore {
         })
     }
 
-    /// Enqueues `record` (its own transaction, committed on the recorder thread).
+    /// Commits an in-flight marker for a request about to go upstream and returns its id (for
+    /// [`Record::inflight`]). Waits for the commit: a request is only sent once a crash can no
+    /// longer make it vanish from the usage table.
+    pub async fn begin(&self, agent: &str, provider: &str, model: &str, at: i64) -> Result<i64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Begin(Begin {
+                agent: agent.to_owned(),
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                at,
+                done: tx,
+            }))
+            .map_err(|_| Error::RecorderGone)?;
+        rx.await.map_err(|_| Error::RecorderGone)?
+    }
+
+    /// Enqueues `record` (committed on the recorder thread).
     pub fn record(&self, record: Record) -> Result<()> {
         self.inner
             .tx
@@ -295,9 +354,9 @@ pub fn read_buckets(path: &Path, q: &BucketQuery) -> Result<Vec<Bucket>> {
     )?;
     configure(&conn)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version != SCHEMA_VERSION {
+    if !(1..=SCHEMA_VERSION).contains(&version) {
         return Err(Error::Config(format!(
-            "usage database {} has format {version}, this clawgate reads {SCHEMA_VERSION}",
+            "usage database {} has format {version}, this clawgate reads 1..={SCHEMA_VERSION}",
             path.display()
         )));
     }
@@ -336,49 +395,146 @@ fn query(conn: &Connection, q: &BucketQuery) -> Result<Vec<Bucket>> {
     Ok(out)
 }
 
+/// Folds markers a previous process left (it died with those requests in flight) into their
+/// buckets: each one request with incomplete usage.
+fn recover_inflight(conn: &Connection) -> Result<u64> {
+    let tx = conn.unchecked_transaction()?;
+    let n: i64 = tx.query_row("SELECT COUNT(*) FROM usage_inflight", [], |r| r.get(0))?;
+    if n > 0 {
+        tx.execute(
+            "INSERT INTO usage_buckets
+                (agent, provider, model, hour, requests, incomplete, updated_at)
+             SELECT agent, provider, model, at - (at % 3600), COUNT(*), COUNT(*), ?1
+             FROM usage_inflight WHERE true GROUP BY agent, provider, model, at - (at % 3600)
+             ON CONFLICT (agent, provider, model, hour) DO UPDATE SET
+                requests = requests + excluded.requests,
+                incomplete = incomplete + excluded.incomplete,
+                updated_at = excluded.updated_at",
+            params![unix_now()],
+        )?;
+        tx.execute("DELETE FROM usage_inflight", [])?;
+    }
+    tx.commit()?;
+    Ok(to_u64(n))
+}
+
+/// Most messages committed in one transaction.
+const GROUP_MAX: usize = 256;
+
 fn recorder(mut conn: Connection, rx: mpsc::Receiver<Msg>, ledger: Arc<Mutex<Ledger>>) {
-    while let Ok(msg) = rx.recv() {
-        let record = match msg {
-            Msg::Record(r) => r,
-            Msg::Deferred(make) => match make() {
-                Some(r) => r,
-                None => continue,
-            },
-            Msg::Flush(done) => {
-                let _ = done.send(());
-                continue;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
             }
-        };
-        if let Ok(mut l) = ledger.lock() {
-            l.add(&record.agent, record.at, record.usage.total());
         }
-        let mut attempt = 0;
-        loop {
-            match write(&mut conn, &record) {
-                Ok(()) => break,
-                Err(e) if attempt < 3 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "Usage write failed; retrying.");
-                    std::thread::sleep(Duration::from_millis(50 << attempt));
+        let mut items = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Begin(b) => items.push(Item::Begin(b)),
+                Msg::Record(r) => items.push(Item::Record(r)),
+                Msg::Deferred(make) => {
+                    if let Some(r) = make() {
+                        items.push(Item::Record(r));
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(
+                Msg::Flush(done) => flushes.push(done),
+            }
+        }
+        if let Ok(mut l) = ledger.lock() {
+            for item in &items {
+                if let Item::Record(r) = item {
+                    l.add(&r.agent, r.at, r.usage.total());
+                }
+            }
+        }
+        commit_batch(&mut conn, items);
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+enum Item {
+    Begin(Begin),
+    Record(Record),
+}
+
+/// Commits `items` in one transaction, retrying a few times; if the database keeps refusing,
+/// every waiting `begin` gets the error (its request is refused) and lost records are logged.
+fn commit_batch(conn: &mut Connection, items: Vec<Item>) {
+    if items.is_empty() {
+        return;
+    }
+    let mut attempt = 0;
+    let outcome = loop {
+        match write_batch(conn, &items) {
+            Ok(ids) => break Ok(ids),
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "Usage write failed; retrying.");
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match outcome {
+        Ok(ids) => {
+            let mut ids = ids.into_iter();
+            for item in items {
+                if let Item::Begin(b) = item {
+                    let _ = b.done.send(ids.next().ok_or(Error::RecorderGone));
+                }
+            }
+        }
+        Err(e) => {
+            for item in items {
+                match item {
+                    Item::Begin(b) => {
+                        let _ = b.done.send(Err(Error::Db(clone_error(&e))));
+                    }
+                    Item::Record(r) => tracing::error!(
                         error = %e,
-                        agent = %record.agent,
-                        provider = %record.provider,
-                        model = %record.model,
-                        tokens = record.usage.total(),
+                        agent = %r.agent,
+                        provider = %r.provider,
+                        model = %r.model,
+                        tokens = r.usage.total(),
                         "Usage record lost: the database refused it."
-                    );
-                    break;
+                    ),
                 }
             }
         }
     }
 }
 
-fn write(conn: &mut Connection, r: &Record) -> rusqlite::Result<()> {
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(e.to_string().into())
+}
+
+/// Writes every item in one transaction; returns the marker ids of the `Begin`s, in order.
+fn write_batch(conn: &mut Connection, items: &[Item]) -> rusqlite::Result<Vec<i64>> {
     let tx = conn.transaction()?;
+    let mut ids = Vec::new();
+    for item in items {
+        match item {
+            Item::Begin(b) => {
+                tx.prepare_cached(
+                    "INSERT INTO usage_inflight (agent, provider, model, at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![b.agent, b.provider, b.model, b.at])?;
+                ids.push(tx.last_insert_rowid());
+            }
+            Item::Record(r) => write_record(&tx, r)?,
+        }
+    }
+    tx.commit()?;
+    Ok(ids)
+}
+
+fn write_record(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO usage_buckets
             (agent, provider, model, hour, input, output, cache_read, cache_write, requests,
@@ -405,7 +561,11 @@ fn write(conn: &mut Connection, r: &Record) -> rusqlite::Result<()> {
         i64::from(r.incomplete),
         unix_now(),
     ])?;
-    tx.commit()
+    if let Some(id) = r.inflight {
+        tx.prepare_cached("DELETE FROM usage_inflight WHERE id = ?1")?
+            .execute(params![id])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -425,7 +585,68 @@ mod tests {
                 cache_write: 4,
             },
             incomplete,
+            inflight: None,
         }
+    }
+
+    #[tokio::test]
+    async fn markers_of_a_crashed_process_are_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let now = unix_now();
+        {
+            let s = UsageStore::open(&path).unwrap();
+            let done = s.begin("a", "anthropic", "m1", now).await.unwrap();
+            let _cut = s.begin("a", "anthropic", "m1", now).await.unwrap();
+            let _cut2 = s.begin("b", "openai", "m2", now).await.unwrap();
+            s.record(Record {
+                inflight: Some(done),
+                ..rec("a", "m1", now, 10, false)
+            })
+            .unwrap();
+            s.flush().await.unwrap();
+            let all = s.buckets(&BucketQuery::default()).unwrap();
+            assert_eq!(all.len(), 1, "markers are not buckets until recovered");
+            // The process "dies" here: two requests were still in flight.
+        }
+        let s = UsageStore::open(&path).unwrap();
+        let all = s.buckets(&BucketQuery::default()).unwrap();
+        let a = all.iter().find(|b| b.agent == "a").unwrap();
+        assert_eq!((a.requests, a.incomplete, a.usage.input), (2, 1, 10));
+        let b = all.iter().find(|b| b.agent == "b").unwrap();
+        assert_eq!((b.requests, b.incomplete, b.model.as_str()), (1, 1, "m2"));
+        drop(s);
+        // Recovery happened once: a second open adds nothing.
+        let again = UsageStore::open(&path).unwrap();
+        assert_eq!(again.buckets(&BucketQuery::default()).unwrap(), all);
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO usage_buckets (agent, provider, model, hour, input, requests, updated_at)
+                 VALUES ('a', 'openai', 'm', 3600, 5, 1, 0)",
+                [],
+            )
+            .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        assert_eq!(
+            read_buckets(&path, &BucketQuery::default()).unwrap().len(),
+            1
+        );
+        let s = UsageStore::open(&path).unwrap();
+        let id = s.begin("a", "openai", "m", 3600).await.unwrap();
+        assert!(id > 0);
+        assert_eq!(
+            s.buckets(&BucketQuery::default()).unwrap()[0].usage.input,
+            5
+        );
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 
 mod common;
 mod crash;
+mod egress;
 mod leaks;
 mod openapi;
 mod policy_cli;

@@ -22,10 +22,16 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("clawgate.toml");
         let state = dir.path().join("state");
+        // The egress proxy's default port would collide between tests run in parallel.
+        let egress = if extra.contains("[egress]") {
+            ""
+        } else {
+            "[egress]\nlisten = \"off\"\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n{extra}",
+                "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n{egress}{extra}",
                 state.display()
             ),
         )
@@ -94,6 +100,13 @@ impl Daemon {
         let (status, body) = self.hook("/v1/before_tool_call", &event(tool, params, call_id));
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// A `clawgate ARGS --config CONFIG` command on this daemon's state.
+    pub(crate) fn cli_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = clawgate(&self.state());
+        cmd.args(args).arg("--config").arg(&self.config);
+        cmd
     }
 
     pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
@@ -295,7 +308,7 @@ fn peers_outside_the_allowed_users_are_refused() {
     std::fs::write(
         &cfg,
         format!(
-            "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n[hook]\nallowed_users = [\"65534\"]\n",
+            "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n[egress]\nlisten = \"off\"\n[hook]\nallowed_users = [\"65534\"]\n",
             state.display()
         ),
     )
@@ -403,7 +416,7 @@ fn d_cli(d: &Daemon, args: &[&str]) -> Command {
     cmd
 }
 
-fn put_secret(d: &Daemon, name: &str, value: &str, tools: &[&str], hosts: &[&str]) {
+pub(crate) fn put_secret(d: &Daemon, name: &str, value: &str, tools: &[&str], hosts: &[&str]) {
     let mut cmd = clawgate(&d.state());
     cmd.args(["vault", "put", name]);
     for t in tools {
@@ -701,7 +714,7 @@ fn validate_and_openclaw_configure() {
     let oc = dir.path().join("openclaw.json");
     std::fs::write(&oc, "{\"gateway\": {\"mode\": \"local\"}}").unwrap();
     let configure = || {
-        let mut c = clawgate(dir.path());
+        let mut c = clawgate(&dir.path().join("s"));
         c.args(["openclaw", "configure", "--openclaw-config"])
             .arg(&oc)
             .arg("--plugin-dir")
@@ -746,7 +759,7 @@ fn the_approval_page_needs_the_token_and_a_csrf_field() {
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
-        format!("state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[approvals]\nwait_seconds = 1\n", state.display()),
+        format!("state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[egress]\nlisten = \"off\"\n[approvals]\nwait_seconds = 1\n", state.display()),
     )
     .unwrap();
     let mut d = Daemon {

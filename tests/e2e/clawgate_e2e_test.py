@@ -129,7 +129,7 @@ class ClawgateE2E(unittest.TestCase):
         cls.cg_config = cls.cg_dir / "clawgate.toml"
         cls.cg_config.write_text(
             f'state_dir = "{cls.cg_state}"\n'
-            f'[admin]\nlisten = "127.0.0.1:{cls.admin_port}"\n'
+            f'[admin]\nlisten = "127.0.0.1:{cls.admin_port}"\n[egress]\nlisten = "off"\n'
             f'[approvals]\nwait_seconds = {WAIT_SECONDS}\n'
             f'[policy]\ntier = 2\n')
         cls.cg_logs: list[Path] = []

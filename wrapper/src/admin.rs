@@ -43,7 +43,7 @@ pub fn socket_route(engine: &Engine, req: Parts, by: &str) -> Response<Body> {
         (Method::GET, ["metrics"]) => text(
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            engine.metrics.encode(),
+            engine.metrics_text(),
         ),
         (Method::GET, ["v1", "approvals"]) => {
             let status = query_param(req.query.as_deref(), "status");
@@ -219,7 +219,7 @@ impl AdminPage {
             (Method::GET, ["metrics"]) => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.engine.metrics.encode(),
+                self.engine.metrics_text(),
             ),
             (Method::POST, ["approvals", id, verb @ ("approve" | "approve24h" | "deny")]) => {
                 let form = String::from_utf8_lossy(&req.body);

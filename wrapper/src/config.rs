@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::{BTreeMap, HashMap};
+
+use clawgate_egress::{Budgets, EgressConfig, Provider, Upstream};
 use clawgate_policies::Tier;
 use serde::Deserialize;
 
@@ -31,6 +34,12 @@ pub const DAEMON_DB: &str = "clawgate.db";
 pub const VAULT_DB: &str = "vault.db";
 /// The embedded default's vault key file.
 pub const VAULT_KEY: &str = "vault.key";
+/// Token buckets of the egress proxy.
+pub const USAGE_DB: &str = "usage.db";
+/// Hashes of the agents' local proxy tokens.
+pub const AGENT_TOKENS: &str = "agent-tokens.json";
+/// The egress proxy's default reverse listener.
+pub const DEFAULT_EGRESS_LISTEN: &str = "127.0.0.1:8787";
 
 /// The configuration file as written (phase one).
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +59,8 @@ pub struct RawConfig {
     vault: RawVault,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    egress: RawEgress,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +114,112 @@ struct RawVault {
 struct RawLog {
     /// `auto` (journald when present, else stderr), `journald` or `stderr`.
     target: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgress {
+    /// The reverse proxy (`/anthropic/*`, …); `"off"` disables it.
+    listen: Option<String>,
+    /// Provider route name → upstream base URL.
+    #[serde(default)]
+    upstreams: BTreeMap<String, String>,
+    max_body_bytes: Option<usize>,
+    /// Default daily token budget of every agent.
+    daily_tokens: Option<u64>,
+    /// Per-agent daily token budgets.
+    #[serde(default)]
+    agent_daily_tokens: BTreeMap<String, u64>,
+}
+
+/// The egress proxy's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressSettings {
+    /// Where the reverse proxy listens; `None`: not run.
+    pub listen: Option<SocketAddr>,
+    /// Upstream base URL overrides.
+    pub upstreams: Vec<(Provider, String)>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Daily token budgets.
+    pub budgets: Budgets,
+    /// Usage database.
+    pub usage_db: PathBuf,
+    /// Agent token hashes.
+    pub tokens_file: PathBuf,
+}
+
+impl EgressSettings {
+    /// The proxy's configuration (the listen address is ignored when the proxy is off).
+    pub fn to_config(&self) -> Result<EgressConfig> {
+        let mut c = EgressConfig::default();
+        c.max_body = self.max_body_bytes;
+        c.budgets = self.budgets.clone();
+        if let Some(l) = self.listen {
+            c.listen = l;
+        }
+        for (p, url) in &self.upstreams {
+            c.set_upstream(*p, url)
+                .map_err(|e| bad(format!("egress.upstreams.{p}: {e}")))?;
+        }
+        c.validate().map_err(|e| bad(format!("egress: {e}")))?;
+        Ok(c)
+    }
+}
+
+impl RawEgress {
+    fn validate(self, state_dir: &Path) -> Result<EgressSettings> {
+        let listen = match self.listen.as_deref() {
+            Some("off") => None,
+            other => {
+                let text = other.unwrap_or(DEFAULT_EGRESS_LISTEN);
+                let addr: SocketAddr = text.parse().map_err(|_| {
+                    bad(format!(
+                        "egress.listen `{text}` is not an address:port (or \"off\")"
+                    ))
+                })?;
+                if !addr.ip().is_loopback() {
+                    return Err(bad(format!(
+                        "egress.listen {addr} must be a loopback address: the proxy holds the real provider keys"
+                    )));
+                }
+                Some(addr)
+            }
+        };
+        let mut upstreams = Vec::new();
+        for (route, url) in self.upstreams {
+            let provider = Provider::from_route(&route).ok_or_else(|| {
+                bad(format!(
+                    "egress.upstreams: `{route}` is not a provider route (anthropic, openai, gemini, openrouter)"
+                ))
+            })?;
+            Upstream::parse(&url).map_err(|e| bad(format!("egress.upstreams.{route}: {e}")))?;
+            upstreams.push((provider, url));
+        }
+        let max_body_bytes = self.max_body_bytes.unwrap_or(8 * 1024 * 1024);
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(bad(
+                "egress.max_body_bytes must be between 64 KiB and 256 MiB",
+            ));
+        }
+        let budgets = Budgets {
+            default_daily_tokens: self.daily_tokens,
+            per_agent: self
+                .agent_daily_tokens
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        };
+        let settings = EgressSettings {
+            listen,
+            upstreams,
+            max_body_bytes,
+            budgets,
+            usage_db: state_dir.join(USAGE_DB),
+            tokens_file: state_dir.join(AGENT_TOKENS),
+        };
+        settings.to_config()?;
+        Ok(settings)
+    }
 }
 
 /// Where logs go.
@@ -173,6 +290,8 @@ pub struct Settings {
     pub db_path: PathBuf,
     /// Log destination.
     pub log: LogTarget,
+    /// The egress proxy.
+    pub egress: EgressSettings,
 }
 
 /// Looks up users and groups; a seam so tests need no real accounts.
@@ -348,7 +467,9 @@ impl RawConfig {
                 )));
             }
         };
+        let egress = self.egress.validate(&state_dir)?;
         Ok(Settings {
+            egress,
             vault_path: in_state(v.path, VAULT_DB),
             admin_token_file: in_state(self.admin.token_file, ADMIN_TOKEN),
             db_path: state_dir.join(DAEMON_DB),
@@ -442,6 +563,26 @@ mod tests {
             VaultKey::DefaultKeyFile("/var/lib/clawgate/vault.key".into())
         );
         assert_eq!(s.admin_listen, Some("127.0.0.1:7790".parse().unwrap()));
+        assert_eq!(s.egress.listen, Some("127.0.0.1:8787".parse().unwrap()));
+        assert_eq!(s.egress.usage_db, Path::new("/var/lib/clawgate/usage.db"));
+        let c = s.egress.to_config().unwrap();
+        assert_eq!(
+            c.upstream(Provider::Anthropic).authority(),
+            "api.anthropic.com"
+        );
+    }
+
+    #[test]
+    fn egress_upstreams_and_budgets() {
+        let s = settings(
+            "[egress]\nlisten = \"off\"\ndaily_tokens = 1000\n[egress.upstreams]\nopenai = \"http://127.0.0.1:9/v1\"\n[egress.agent_daily_tokens]\nmain = 5\n",
+        )
+        .unwrap();
+        assert_eq!(s.egress.listen, None);
+        let c = s.egress.to_config().unwrap();
+        assert_eq!(c.upstream(Provider::OpenAi).authority(), "127.0.0.1:9");
+        assert_eq!(c.budgets.limit_for("main"), Some(5));
+        assert_eq!(c.budgets.limit_for("other"), Some(1000));
     }
 
     #[test]
@@ -502,6 +643,18 @@ mod tests {
                 "must differ",
             ),
             ("[policy]\ndir = \"/nonexistent/policy\"", "not a directory"),
+            ("[egress]\nlisten = \"0.0.0.0:8787\"", "loopback"),
+            ("[egress]\nlisten = \"8787\"", "address:port"),
+            ("[egress]\nmax_body_bytes = 10", "max_body_bytes"),
+            ("[egress]\nlistn = \"off\"", "unknown field `listn`"),
+            (
+                "[egress.upstreams]\nmistral = \"https://api.mistral.ai\"",
+                "not a provider route",
+            ),
+            (
+                "[egress.upstreams]\nopenai = \"http://example.com\"",
+                "loopback host",
+            ),
         ];
         for (text, want) in cases {
             let err = settings(text).unwrap_err().to_string();

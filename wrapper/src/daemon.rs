@@ -77,8 +77,23 @@ async fn serve(
         ),
         None => None,
     };
+    let egress = match settings.egress.listen {
+        Some(addr) => {
+            let proxy = crate::egress::build(&settings.egress, engine.clone())?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::io(format!("binding the egress proxy {addr}"), e))?;
+            Some((proxy, listener))
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some((proxy, listener)) = egress {
+        tracing::info!(addr = ?listener.local_addr().ok(), "Egress proxy listening.");
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { proxy.serve(listener, stop).await });
+    }
     tasks.spawn(server::serve_unix(
         hook,
         PeerRule {
@@ -155,9 +170,10 @@ fn reload_now(engine: &Engine, reload: &Reloader, running: &Settings) {
         if s.hook != running.hook
             || s.admin != running.admin
             || s.admin_listen != running.admin_listen
+            || s.egress != running.egress
         {
             tracing::warn!(
-                "Socket and listener settings changed; they take effect at the next restart."
+                "Socket, listener and egress settings changed; they take effect at the next restart."
             );
         }
         let (policy, version) = load_policy(&s)?;
@@ -224,7 +240,8 @@ pub fn load_policy(s: &Settings) -> Result<(Policy, String)> {
     ))
 }
 
-fn ensure_private_dir(dir: &Path) -> Result<()> {
+/// Creates `dir` (mode 0700) if needed and refuses one that group or others can enter.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

@@ -38,8 +38,9 @@ pub struct Snapshot {
     pub tier: Tier,
     /// Policy version (a hash of its sources): grants are bound to it.
     pub version: String,
-    /// Redacts summaries, action hashes and tool results.
-    pub redactor: Redactor,
+    /// Redacts summaries, action hashes, tool results and (shared with the egress proxy) LLM
+    /// requests.
+    pub redactor: Arc<Redactor>,
     /// Vault generation the redactor was built from.
     pub vault_generation: Option<i64>,
 }
@@ -261,6 +262,8 @@ pub struct Engine {
     shutting_down: AtomicBool,
     /// Metrics.
     pub metrics: Metrics,
+    /// The egress proxy's metrics (served with the daemon's).
+    pub egress_metrics: Arc<clawgate_egress::Metrics>,
 }
 
 impl Engine {
@@ -291,6 +294,7 @@ impl Engine {
             recent: Mutex::new(Recent::default()),
             shutting_down: AtomicBool::new(false),
             metrics: Metrics::new(),
+            egress_metrics: Arc::new(clawgate_egress::Metrics::new()),
         };
         engine.after_policy_change()?;
         Ok(engine)
@@ -299,6 +303,28 @@ impl Engine {
     /// The snapshot in force.
     pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
         Ok(self.snapshot.read().map_err(|_| Error::Poisoned)?.clone())
+    }
+
+    /// The redactor in force, rebuilt first if the vault changed since it was made. The egress
+    /// proxy redacts with this one too, so the hook server and the proxy agree on placeholders.
+    pub fn redactor(&self) -> Result<Arc<Redactor>> {
+        Ok(self.fresh_snapshot()?.redactor.clone())
+    }
+
+    /// Every metric (hook server and egress proxy) in one text exposition.
+    pub fn metrics_text(&self) -> String {
+        let mut out = self.metrics.encode();
+        // Each registry ends its exposition with `# EOF`; only the last may.
+        if let Some(cut) = out.strip_suffix("# EOF\n").map(str::len) {
+            out.truncate(cut);
+        }
+        out.push_str(&self.egress_metrics.encode());
+        out
+    }
+
+    /// The vault, if the daemon has one.
+    pub fn vault(&self) -> Option<&Vault> {
+        self.vault.as_ref()
     }
 
     /// The approvals and audit store.
@@ -353,7 +379,7 @@ impl Engine {
         if snap.vault_generation == Some(generation) {
             return Ok(snap);
         }
-        let redactor = build_redactor(Some(vault), self.placeholder_key)?;
+        let redactor = Arc::new(build_redactor(Some(vault), self.placeholder_key)?);
         let mut guard = self.snapshot.write().map_err(|_| Error::Poisoned)?;
         let fresh = Arc::new(Snapshot {
             policy: guard.policy.clone(),
@@ -1068,7 +1094,7 @@ fn build_snapshot(
 ) -> Result<Snapshot> {
     let vault_generation = vault.map(Vault::generation).transpose()?;
     Ok(Snapshot {
-        redactor: build_redactor(vault, key)?,
+        redactor: Arc::new(build_redactor(vault, key)?),
         policy,
         tier,
         version,

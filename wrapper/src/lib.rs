@@ -12,6 +12,7 @@ pub mod admin;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod metrics;
@@ -20,6 +21,7 @@ pub mod secrets;
 pub mod server;
 pub mod store;
 pub mod summary;
+pub mod tokens;
 
 pub use config::{Accounts, LogTarget, RawConfig, Settings, SystemAccounts};
 pub use error::{Error, Result};

@@ -16,6 +16,9 @@ use serde_json::{Map, Value};
 
 /// Environment variables holding resolved secrets are named with this prefix.
 pub const ENV_PREFIX: &str = "CLAWGATE_SECRET_";
+/// Tool names Clawgate resolves secrets for itself (the egress proxy is `clawgate:egress`); a
+/// tool call may never claim one, or a scope written for the proxy would hand it the key.
+pub const RESERVED_TOOL_PREFIX: &str = "clawgate:";
 
 /// Rules meaning "the call runs code whose behaviour was not checked": a secret handed to such a
 /// call through the environment could be sent anywhere.
@@ -64,6 +67,11 @@ pub fn precheck(
     let Some(vault) = vault else {
         return Err("this Clawgate has no vault, so SECRET_REF cannot be resolved".into());
     };
+    if tool.starts_with(RESERVED_TOOL_PREFIX) {
+        return Err(format!(
+            "tool names starting with `{RESERVED_TOOL_PREFIX}` are Clawgate's own; no tool call receives their secrets"
+        ));
+    }
     if tool == "exec" {
         if assessment.opaque_network {
             return Err(
@@ -118,6 +126,11 @@ pub fn apply(
     hosts: &[String],
     vault: &Vault,
 ) -> Result<Applied, String> {
+    if tool.starts_with(RESERVED_TOOL_PREFIX) {
+        return Err(format!(
+            "tool names starting with `{RESERVED_TOOL_PREFIX}` are Clawgate's own"
+        ));
+    }
     let ctx = ResolveContext { tool, hosts };
     let resolve = |name: &SecretName| -> Result<String, String> {
         let reference = SecretRef { name: name.clone() };

@@ -194,6 +194,7 @@ async fn spent_budgets_are_429_in_each_provider_format() {
                 ..Usage::default()
             },
             incomplete: false,
+            inflight: None,
         })
         .unwrap();
     h.store.flush().await.unwrap();

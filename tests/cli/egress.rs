@@ -1,0 +1,397 @@
+//! The egress proxy run by `clawgate serve`: agent tokens from `clawgate egress token`, provider
+//! keys from the vault, the engine's redactor, usage in `clawgate usage show`, metrics.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{ok, random_value, stdout};
+use crate::serve::{Daemon, put_secret};
+
+/// One request as the fake provider saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+/// A fake Anthropic upstream on loopback: answers every request with one non-streamed message
+/// and fixed usage, and keeps what it received.
+struct FakeAnthropic {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+const ANSWER: &str = r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-test-1","content":[{"type":"text","text":"done"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":11,"output_tokens":7,"cache_creation_input_tokens":3,"cache_read_input_tokens":5}}"#;
+
+impl FakeAnthropic {
+    fn start() -> FakeAnthropic {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let log = log.clone();
+                std::thread::spawn(move || serve_one(conn, &log));
+            }
+        });
+        FakeAnthropic { port, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(conn: TcpStream, log: &Mutex<Vec<Seen>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).unwrap();
+    let hang = body.windows(4).any(|w| w == b"HANG");
+    log.lock().unwrap().push(Seen { head, body });
+    if hang {
+        // A provider still thinking: the connection stays open, nothing is answered.
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    let mut conn = conn;
+    let _ = write!(
+        conn,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{ANSWER}",
+        ANSWER.len()
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// POSTs `body` to the proxy; returns the status, the response head and body.
+fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn usage(d: &Daemon) -> Vec<Value> {
+    let out = ok(d.cli_cmd(&["usage", "show", "--json"]), "");
+    serde_json::from_str::<Vec<Value>>(&stdout(&out)).unwrap()
+}
+
+fn wait_for_usage(d: &Daemon, requests: u64) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = usage(d);
+        if rows
+            .iter()
+            .map(|r| r["requests"].as_u64().unwrap())
+            .sum::<u64>()
+            >= requests
+        {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "usage never arrived: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
+    let fake = FakeAnthropic::start();
+    let port = free_port();
+    let d = Daemon::start(&format!(
+        "[egress]\nlisten = \"127.0.0.1:{port}\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
+        fake.port
+    ));
+    let real_key = format!("sk-ant-api03-{}", random_value());
+    let planted = format!("pg-{}", random_value());
+    let body = json!({"model": "claude-test-1", "max_tokens": 16,
+                      "messages": [{"role": "user", "content": format!("the db password is {planted}")}]})
+    .to_string();
+
+    // No key in the vault yet, no token minted: refused, never forwarded.
+    let (status, head, _) = post(
+        port,
+        "/anthropic/v1/messages",
+        &[("x-api-key", "cgt_nope")],
+        &body,
+    );
+    assert_eq!(status, 401, "{head}");
+    assert!(head.contains("x-clawgate-error: invalid_token"), "{head}");
+    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
+        .trim()
+        .to_owned();
+    assert!(token.starts_with("cgt_"));
+    let (status, head, _) = post(
+        port,
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token)],
+        &body,
+    );
+    assert_eq!(status, 503, "{head}");
+    assert!(head.contains("no_provider_key"), "{head}");
+    assert!(fake.seen().is_empty());
+
+    // A key scoped to another host is not handed to this upstream.
+    put_secret(
+        &d,
+        "provider.anthropic",
+        &real_key,
+        &["clawgate:egress"],
+        &["api.anthropic.com"],
+    );
+    let (status, _, _) = post(
+        port,
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token)],
+        &body,
+    );
+    assert_eq!(status, 503);
+    put_secret(
+        &d,
+        "provider.anthropic",
+        &real_key,
+        &["clawgate:egress"],
+        &["127.0.0.1"],
+    );
+    put_secret(&d, "db.password", &planted, &["exec"], &[]);
+
+    let (status, head, answer) = post(
+        port,
+        "/anthropic/v1/messages",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        &body,
+    );
+    assert_eq!(status, 200, "{head}\n{answer}\n{}", d.log());
+    assert_eq!(answer, ANSWER);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1);
+    let up = &seen[0];
+    let up_body = String::from_utf8(up.body.clone()).unwrap();
+    assert!(
+        up.head.contains(&format!("x-api-key: {real_key}")),
+        "{}",
+        up.head
+    );
+    assert!(up.head.contains("anthropic-version: 2023-06-01"));
+    assert!(!up.head.contains(&token) && !up_body.contains(&token));
+    assert!(!up_body.contains(&planted), "{up_body}");
+    assert!(up_body.contains("SECRET_REF(db.password)"), "{up_body}");
+
+    // A minted replacement revokes the old token at once.
+    let token2 = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
+        .trim()
+        .to_owned();
+    let (status, _, _) = post(
+        port,
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token)],
+        &body,
+    );
+    assert_eq!(status, 401);
+    let (status, _, _) = post(
+        port,
+        "/anthropic/v1/messages",
+        &[("x-api-key", &token2)],
+        &body,
+    );
+    assert_eq!(status, 200);
+
+    let rows = wait_for_usage(&d, 2);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r["agent"].as_str(),
+            r["provider"].as_str(),
+            r["model"].as_str()
+        ),
+        (Some("main"), Some("anthropic"), Some("claude-test-1"))
+    );
+    assert_eq!(
+        [
+            &r["input"],
+            &r["output"],
+            &r["cache_read"],
+            &r["cache_write"],
+            &r["requests"]
+        ],
+        [&json!(22), &json!(14), &json!(10), &json!(6), &json!(2)]
+    );
+    let table = stdout(&ok(d.cli_cmd(&["usage", "show"]), ""));
+    assert!(
+        table.contains("claude-test-1") && table.contains("main"),
+        "{table}"
+    );
+
+    // One metrics exposition holds both the hook server's and the proxy's metrics.
+    let text = {
+        let mut s = std::os::unix::net::UnixStream::connect(d.state().join("admin.sock")).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        raw
+    };
+    assert!(text.contains("clawgate_egress_requests_total"), "{text}");
+    assert!(text.contains("clawgate_egress_tokens_total"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+
+    // Nothing secret in the daemon's log (trace level) or the usage table.
+    let log = d.log();
+    for s in [&real_key, &planted, &token, &token2] {
+        assert!(!log.contains(s.as_str()), "a secret reached the log");
+        assert!(!table.contains(s.as_str()));
+    }
+}
+
+#[test]
+fn openclaw_configure_routes_providers_through_the_proxy() {
+    let port = free_port();
+    let d = Daemon::start(&format!("[egress]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let oc = d.dir.path().join("openclaw.json");
+    std::fs::write(
+        &oc,
+        json!({"models": {"providers": {"fake": {"baseUrl": "http://127.0.0.1:9/v1", "apiKey": "x", "api": "openai-completions"}}}})
+            .to_string(),
+    )
+    .unwrap();
+    let plugin = concat!(env!("CARGO_MANIFEST_DIR"), "/wrapper/openclaw-plugin");
+    let args = [
+        "openclaw",
+        "configure",
+        "--openclaw-config",
+        oc.to_str().unwrap(),
+        "--plugin-dir",
+        plugin,
+        "--route",
+        "fake=openai",
+    ];
+    let first = stdout(&ok(d.cli_cmd(&args), ""));
+    assert!(first.contains("models.providers.fake.baseUrl"), "{first}");
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(&oc).unwrap()).unwrap();
+    let fake = &cfg["models"]["providers"]["fake"];
+    assert_eq!(
+        fake["baseUrl"],
+        format!("http://127.0.0.1:{port}/openai/v1")
+    );
+    let token = fake["apiKey"].as_str().unwrap();
+    assert!(token.starts_with("cgt_"));
+    assert_eq!(cfg["models"]["providers"]["anthropic"]["apiKey"], token);
+    let again = stdout(&ok(d.cli_cmd(&args), ""));
+    assert!(again.contains("already configured"), "{again}");
+    // The token works on the proxy (401 would mean it is not the agent's).
+    let (status, head, _) = post(
+        port,
+        "/openai/v1/chat/completions",
+        &[("authorization", &format!("Bearer {token}"))],
+        "{}",
+    );
+    assert_eq!(status, 503, "{head}");
+    assert!(head.contains("no_provider_key"), "{head}");
+}
+
+#[test]
+fn a_request_in_flight_when_the_daemon_is_killed_is_still_counted() {
+    let fake = FakeAnthropic::start();
+    let port = free_port();
+    let mut d = Daemon::start(&format!(
+        "[egress]\nlisten = \"127.0.0.1:{port}\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
+        fake.port
+    ));
+    put_secret(
+        &d,
+        "provider.anthropic",
+        &random_value(),
+        &["clawgate:egress"],
+        &["127.0.0.1"],
+    );
+    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
+        .trim()
+        .to_owned();
+    let body = json!({"model": "claude-test-1", "max_tokens": 8,
+                      "messages": [{"role": "user", "content": "HANG"}]})
+    .to_string();
+    let client = std::thread::spawn(move || {
+        // The connection breaks when the daemon dies; the status does not matter.
+        let _ = std::panic::catch_unwind(|| {
+            post(
+                port,
+                "/anthropic/v1/messages",
+                &[("x-api-key", &token)],
+                &body,
+            )
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.seen().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.kill_hard();
+    let _ = client.join();
+    assert!(usage(&d).is_empty(), "nothing is a bucket before recovery");
+    d.spawn();
+    let rows = usage(&d);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            &rows[0]["requests"],
+            &rows[0]["incomplete"],
+            &rows[0]["model"]
+        ),
+        (&json!(1), &json!(1), &json!("claude-test-1"))
+    );
+}
