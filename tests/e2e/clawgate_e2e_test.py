@@ -126,10 +126,14 @@ class ClawgateE2E(unittest.TestCase):
         cls.cg_state = cls.cg_dir / "state"                 # created 0700 by the daemon
         cls.hook_sock = cls.cg_state / "hook.sock"
         cls.admin_port = harness.free_port()
+        cls.egress_port = harness.free_port()
         cls.cg_config = cls.cg_dir / "clawgate.toml"
+        # Every model request goes through the egress proxy to the fake LLM.
         cls.cg_config.write_text(
             f'state_dir = "{cls.cg_state}"\n'
-            f'[admin]\nlisten = "127.0.0.1:{cls.admin_port}"\n[egress]\nlisten = "off"\n'
+            f'[admin]\nlisten = "127.0.0.1:{cls.admin_port}"\n'
+            f'[egress]\nlisten = "127.0.0.1:{cls.egress_port}"\n'
+            f'[egress.upstreams]\nopenai = "{cls.llm.base}"\nanthropic = "{cls.llm.base}"\n'
             f'[approvals]\nwait_seconds = {WAIT_SECONDS}\n'
             f'[policy]\ntier = 2\n')
         cls.cg_logs: list[Path] = []
@@ -144,12 +148,28 @@ class ClawgateE2E(unittest.TestCase):
         r = cls.cg("vault", "put", "demo", "--tool", "exec", "--host", "127.0.0.1", stdin=cls.secret + "\n",
                    env={"CLAWGATE_STATE_DIR": str(cls.cg_state)})
         require(r.rc == 0, r.describe())
+        # The real provider keys, only ever in the vault; OpenClaw holds the agent's local token.
+        cls.provider_keys = {}
+        for route in ("openai", "anthropic"):
+            key = f"sk-e2e-{route}-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
+            r = cls.cg("vault", "put", f"provider.{route}", "--tool", "clawgate:egress", "--host", "127.0.0.1",
+                       stdin=key + "\n", env={"CLAWGATE_STATE_DIR": str(cls.cg_state)})
+            require(r.rc == 0, r.describe())
+            cls.provider_keys[route] = key
 
         # --- OpenClaw config: the harness's plain config, then `clawgate openclaw configure` on it ---
-        e.write_config(plugins=[])
+        # `direct` bypasses the proxy on purpose: it stands for "the hook server is down while the
+        # model is still reachable" in case 10 (in production the egress lock blocks such traffic).
+        direct = {"direct": {"baseUrl": cls.llm.base + "/v1", "apiKey": "sk-direct", "api": "openai-completions",
+                             "models": [{"id": harness.OPENAI_MODEL_ID, "name": "Direct", "input": ["text"],
+                                         "contextWindow": 128000, "maxTokens": 4096, "reasoning": False,
+                                         "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0}}]}}
+        e.write_config(plugins=[], extra={"models": {"providers": direct}})
         r = cls.cg("openclaw", "configure", "--openclaw-config", str(e.config_path),
-                   "--plugin-dir", str(PLUGIN_DIR), "--config", str(cls.cg_config))
+                   "--plugin-dir", str(PLUGIN_DIR), "--route", f"{harness.OPENAI_PROVIDER_ID}=openai",
+                   "--config", str(cls.cg_config))
         require(r.rc == 0, r.describe())
+        require("direct" in r.stdout and "does not go through" in r.stdout, r.describe())
         cfg = json.loads(e.config_path.read_text())
         plugins = cfg.get("plugins") or {}
         entry = (plugins.get("entries") or {}).get("clawgate") or {}
@@ -162,6 +182,14 @@ class ClawgateE2E(unittest.TestCase):
         require(entry.get("hooks", {}).get("allowConversationAccess") is True, entry)
         # The rest of the harness config survived.
         require(cfg["gateway"]["port"] == e.gateway_port and "fake" in cfg["models"]["providers"], cfg)
+        # Model providers point at the proxy and carry the agent's local token, not a real key.
+        proxy = f"http://127.0.0.1:{cls.egress_port}"
+        providers = cfg["models"]["providers"]
+        require(providers[harness.OPENAI_PROVIDER_ID]["baseUrl"] == proxy + "/openai/v1", providers)
+        require(providers["anthropic"]["baseUrl"] == proxy + "/anthropic", providers)
+        cls.agent_token = providers["anthropic"]["apiKey"]
+        require(cls.agent_token.startswith("cgt_")
+                and providers[harness.OPENAI_PROVIDER_ID]["apiKey"] == cls.agent_token, providers)
         # Idempotent: a second run changes nothing.
         before = e.config_path.read_text()
         r = cls.cg("openclaw", "configure", "--openclaw-config", str(e.config_path),
@@ -574,10 +602,17 @@ class ClawgateE2E(unittest.TestCase):
         d = self.daemon
         os.kill(d.pid, signal.SIGKILL)
         d.popen.wait(timeout=10)
-        self.llm.next({"tool": "exec", "args": {"command": "touch ~/after-kill"}})
         try:
+            # The proxy died with the daemon: no model request leaves at all.
+            n0 = len(self.llm.requests())
+            with Timed("10 daemon SIGKILLed: the model is unreachable through the dead proxy"):
+                turn = self.e.agent_turn("Say hi", session_id="cg-10a", timeout_s=15)
+            self.check(len(self.llm.requests()) == n0, "a model request reached the LLM with the proxy dead", turn)
+            # A model reached around the proxy (`direct`): the hook fails closed.
+            self.llm.next({"tool": "exec", "args": {"command": "touch ~/after-kill"}})
             with Timed("10 daemon SIGKILLed: touch ~/after-kill blocked"):
-                turn = self.e.agent_turn("Touch the file", session_id="cg-10")
+                turn = self.e.agent_turn("Touch the file", session_id="cg-10",
+                                         extra_args=["--model", f"direct/{harness.OPENAI_MODEL_ID}"])
             self.remember("10", turn)
             self.assertTurnOk(turn)
             self.check(len(turn.tool_results) == 1, "expected one tool result", turn)
@@ -642,6 +677,56 @@ class ClawgateE2E(unittest.TestCase):
                      and (r["body"].get("ctx") or {}).get("trace_id") in traces]
             self.check(usage, f"case {case}: no llm_output record with the turn's trace id {traces}")
         self.check(not self.find_secret(self.secret), "secret value stored somewhere at the end")
+
+    # ------------------------------------------------------------------------------------------
+    # 12: the egress proxy (runs last: it puts the secret into a file and a user message)
+    # ------------------------------------------------------------------------------------------
+
+    def usage_requests(self) -> dict[tuple[str, str, str], int]:
+        r = self.cg("usage", "show", "--json", "--config", str(self.cg_config))
+        self.check(r.rc == 0, f"usage show failed\n{r.describe()}")
+        return {(b["agent"], b["provider"], b["model"]): b["requests"] for b in json.loads(r.stdout)}
+
+    def test_12_llm_traffic_goes_through_the_proxy_redacted_keyed_metered(self):
+        if not self.daemon.alive():
+            self._start_daemon("clawgate-restarted-3")
+        s = self.secret
+        alnum = string.ascii_letters + string.digits
+        ghp_file = "ghp_" + "".join(secrets.choice(alnum) for _ in range(36))
+        ghp_typed = "ghp_" + "".join(secrets.choice(alnum) for _ in range(36))
+        notes = self.e.workspace / "notes-12.txt"
+        notes.write_text(f"db password: {s}\nGITHUB_TOKEN={ghp_file}\n")
+        usage_before = self.usage_requests()
+        seq0 = self.llm.last_seq()
+        self.llm.next({"tool": "read", "args": {"path": str(notes)}})
+        with Timed("12 proxy: file with secrets read, secrets typed by the user"):
+            turn = self.e.agent_turn(f"Read my notes. My password is {s} and my token {ghp_typed}.",
+                                     session_id="cg-12")
+        self.remember("12", turn)
+        self.assertTurnOk(turn)
+        self.check(len(turn.tool_results) == 1, "expected one tool result (the read)", turn)
+        reqs = self.llm.model_requests(seq0)
+        self.check(len(reqs) >= 2, f"expected the prompt and the tool-result request, got {len(reqs)}", turn)
+        wire = json.dumps(reqs, ensure_ascii=False)
+        for name, value in (("vault secret", s), ("github token in the file", ghp_file),
+                            ("github token typed", ghp_typed), ("agent token", self.agent_token)):
+            self.check(value not in wire, f"the {name} reached the model provider", turn)
+        # What the user typed reached the provider redacted by the proxy (the tool result was
+        # already redacted by the hook server).
+        self.check("SECRET_REF(demo)" in json.dumps([r["body"] for r in reqs[:1]], ensure_ascii=False),
+                   "the typed secret did not arrive as SECRET_REF(demo)", turn)
+        # The provider got the real key from the vault, never the local token.
+        for r in reqs:
+            headers = {k.lower(): v for k, v in r["headers"].items()}
+            self.check(headers.get("authorization") == f"Bearer {self.provider_keys['openai']}",
+                       "the upstream request did not carry the real provider key", turn)
+        # Metered exactly: one more request per model request of the turn.
+        key = ("main", "openai", harness.OPENAI_MODEL_ID)
+
+        def metered():
+            return self.usage_requests().get(key, 0) - usage_before.get(key, 0) == len(reqs)
+        wait_until(metered, 10, f"usage of {key} grows by {len(reqs)}",
+                   on_fail=lambda: f"before {usage_before}, now {self.usage_requests()}")
 
 
 def tearDownModule():
