@@ -84,6 +84,9 @@ const DIGEST_PREFIXES: &[&[u8]] = &[
     b"sha1-", b"sha256-", b"sha384-", b"sha512-", b"sha256:", b"sha512:", b"h1:", b"md5-",
 ];
 
+/// Prefixes of keys that are public by design (Stripe publishable keys).
+const PUBLIC_PREFIXES: &[&[u8]] = &[b"pk_live_", b"pk_test_"];
+
 /// Words in the 48 bytes before a value that say it is public or a digest (case-insensitive).
 const NOT_SECRET_BEFORE: &[&str] = &[
     "base64,",
@@ -113,10 +116,28 @@ fn random_enough(token: &[u8]) -> bool {
     let digits = token.iter().filter(|b| b.is_ascii_digit()).count();
     let upper = token.iter().any(u8::is_ascii_uppercase);
     let lower = token.iter().any(u8::is_ascii_lowercase);
-    digits >= 2
+    // A long token of both cases with one digit or none: random if its letters are
+    // (identifiers made of words have long lower-case runs and a lower entropy).
+    let few_digits_random = digits <= 1
+        && upper
+        && lower
+        && token.len() >= 24
+        && longest_lower_run(token) <= 5
+        && shannon(token) >= 4.2;
+    (digits >= 2 || few_digits_random)
         && (upper || lower)
         && (upper && lower || digits * 4 >= token.len())
         && shannon(token) >= 3.7
+}
+
+/// The longest run of lower-case letters.
+fn longest_lower_run(token: &[u8]) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for b in token {
+        run = if b.is_ascii_lowercase() { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
 }
 
 impl EntropyDetector {
@@ -134,13 +155,30 @@ impl EntropyDetector {
     fn known_not_secret(&self, text: &[u8], start: usize, token: &[u8]) -> bool {
         if is_uuid(token)
             || DIGEST_PREFIXES.iter().any(|p| token.starts_with(p))
+            || PUBLIC_PREFIXES.iter().any(|p| token.starts_with(p))
             || is_placeholder(token)
             || DOCUMENTED_EXAMPLES.iter().any(|e| e.as_bytes() == token)
         {
             return true;
         }
-        let before = &text[start.saturating_sub(48)..start];
-        self.not_secret_before.any_ending_from(before, 0)
+        // The same line, up to 48 bytes back; words must stand alone (`sha` in `"sha": …`,
+        // not in the `…sHAGKv` of a previous value).
+        let mut from = start.saturating_sub(48);
+        if let Some(nl) = text[from..start].iter().rposition(|&b| b == b'\n') {
+            from += nl + 1;
+        }
+        let before = &text[from..start];
+        let mut found = false;
+        self.not_secret_before.find_all(before, |s, e, _| {
+            let alone = |i: Option<usize>| {
+                i.and_then(|i| before.get(i))
+                    .is_none_or(|b| !b.is_ascii_alphabetic())
+            };
+            let first_alpha = before[s].is_ascii_alphabetic();
+            let last_alpha = before[e - 1].is_ascii_alphabetic();
+            found |= (!first_alpha || alone(s.checked_sub(1))) && (!last_alpha || alone(Some(e)));
+        });
+        found
     }
 
     /// Whether the key before the assignment operator at `op` names a secret: a context keyword
@@ -151,24 +189,100 @@ impl EntropyDetector {
         while k > 0 && bytes[k - 1] == b' ' {
             k -= 1;
         }
-        if k > 0 && matches!(bytes[k - 1], b'"' | b'\'') {
+        // One closing quote (JSON-escaped `\"` too) or backtick, then an index's `]`.
+        if k > 0 && bytes[k - 1] == b']' {
             k -= 1;
+        }
+        if k > 0 && matches!(bytes[k - 1], b'"' | b'\'' | b'`') {
+            k -= 1;
+            if k > 0 && bytes[k - 1] == b'\\' {
+                k -= 1;
+            }
+        }
+        if let Some(key_end) = before_type_annotation(bytes, k) {
+            k = key_end;
         }
         let floor = k.saturating_sub(KEY_REST + self.context.max_len());
         let mut r = k;
         while r > floor && is_key_byte(bytes[r - 1]) {
             r -= 1;
         }
-        r < k
-            && self
-                .context
-                .any_ending_from(&bytes[r..k], (k - r).saturating_sub(KEY_REST))
+        if r == k || names_an_identifier(&bytes[r..k]) || names_public(&bytes[r..k]) {
+            return false;
+        }
+        // Kubernetes `- name: API_TOKEN` / `value: …`: the name is on the line before.
+        if bytes[r..k].eq_ignore_ascii_case(b"value")
+            && let Some(name) = k8s_env_name(bytes, r)
+        {
+            return !names_an_identifier(name) && self.context.any_ending_from(name, 0);
+        }
+        self.context
+            .any_ending_from(&bytes[r..k], (k - r).saturating_sub(KEY_REST))
     }
 }
 
 /// Key bytes after the context keyword: `secret` in `secret_key_id` may end 32 bytes before the
 /// key does.
 const KEY_REST: usize = 32;
+
+/// A key naming an identifier of a secret, not the secret (`private_key_id`, `clientId`,
+/// `KEY_ID`); session ids are bearer credentials and stay secrets.
+fn names_an_identifier(key: &[u8]) -> bool {
+    let n = key.len();
+    let id_suffix = n >= 3
+        && key[n - 2..].eq_ignore_ascii_case(b"id")
+        && (matches!(key[n - 3], b'_' | b'-' | b'.')
+            || key[n - 2] == b'I' && key[n - 3].is_ascii_lowercase());
+    id_suffix && !key.windows(7).any(|w| w.eq_ignore_ascii_case(b"session"))
+}
+
+/// A key naming something public (`STRIPE_PUBLISHABLE_KEY`, `public_key`, `NEXT_PUBLIC_…`).
+fn names_public(key: &[u8]) -> bool {
+    key.windows(6).any(|w| w.eq_ignore_ascii_case(b"public"))
+}
+
+/// The `X` of `name: X` on the line before the key starting at `key_start` (a Kubernetes env
+/// entry `- name: X` / `  value: …`; lines may carry a diff's `+`, or be JSON-escaped).
+fn k8s_env_name(bytes: &[u8], key_start: usize) -> Option<&[u8]> {
+    let mut i = key_start;
+    while i > 0 && matches!(bytes[i - 1], b' ' | b'\t' | b'+' | b'-') {
+        i -= 1;
+    }
+    let line_end = if i > 0 && bytes[i - 1] == b'\n' {
+        i - 1
+    } else if i > 1 && bytes[i - 2..i] == *b"\\n" {
+        i - 2
+    } else {
+        return None;
+    };
+    let from = line_end.saturating_sub(160);
+    let line = &bytes[from..line_end];
+    let at = line.windows(5).rposition(|w| w == b"name:")?;
+    let name = line[at + 5..].trim_ascii();
+    let name = name.strip_prefix(b"\\").unwrap_or(name);
+    let name = name.strip_prefix(b"\"").unwrap_or(name);
+    let name = name.strip_suffix(b"\"").unwrap_or(name);
+    let name = name.strip_suffix(b"\\").unwrap_or(name);
+    (!name.is_empty() && name.iter().all(|&b| is_key_byte(b))).then_some(name)
+}
+
+/// Skips a type annotation between a key and its `=` (`API_KEY: &str = …`, `token: string = …`):
+/// where the key ends if the bytes before `k` are one.
+fn before_type_annotation(bytes: &[u8], k: usize) -> Option<usize> {
+    const TYPES: &[&[u8]] = &[b"&'static str", b"&str", b"String", b"string", b"str"];
+    let t = TYPES.iter().find(|t| bytes[..k].ends_with(t))?;
+    let mut i = k - t.len();
+    while i > 0 && bytes[i - 1] == b' ' {
+        i -= 1;
+    }
+    (i > 0 && bytes[i - 1] == b':').then(|| {
+        let mut j = i - 1;
+        while j > 0 && bytes[j - 1] == b' ' {
+            j -= 1;
+        }
+        j
+    })
+}
 
 fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
@@ -236,8 +350,15 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
         Some(b":=") | Some(b"=>") => op + 2,
         _ => op + 1,
     };
-    while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t') {
+    while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\') {
         i += 1;
+    }
+    // Rust's `String::from("…")`.
+    if bytes.get(i) == Some(&b'S') && bytes[i..].starts_with(b"String::from(") {
+        i += b"String::from(".len();
+        while i < bytes.len() && matches!(bytes[i], b'"' | b'\\') {
+            i += 1;
+        }
     }
     i
 }
@@ -263,11 +384,23 @@ mod tests {
         token: &regex::bytes::Regex,
         text: &str,
     ) -> Vec<(usize, usize)> {
-        fn assigned_value(bytes: &[u8], key_end: usize) -> Option<(usize, usize)> {
+        fn assigned_value(
+            bytes: &[u8],
+            key_end: usize,
+            floor_len: usize,
+        ) -> Option<(usize, usize)> {
             let mut i = key_end;
             let key_limit = (key_end + 32).min(bytes.len());
             while i < key_limit && is_key_byte(bytes[i]) {
                 i += 1;
+            }
+            let floor = i.saturating_sub(floor_len);
+            let mut r = i;
+            while r > floor && is_key_byte(bytes[r - 1]) {
+                r -= 1;
+            }
+            if names_an_identifier(&bytes[r..i]) {
+                return None;
             }
             if i < bytes.len() && matches!(bytes[i], b'"' | b'\'') {
                 i += 1;
@@ -280,7 +413,8 @@ mod tests {
                 _ if matches!(bytes.get(i), Some(b':' | b'=')) => i += 1,
                 _ => return None,
             }
-            while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t') {
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\')
+            {
                 i += 1;
             }
             let start = i;
@@ -297,7 +431,9 @@ mod tests {
         hits.sort_unstable();
         let mut values: Vec<(usize, usize)> = hits
             .into_iter()
-            .filter_map(|(_, end)| assigned_value(bytes, end))
+            .filter_map(|(_, end)| {
+                assigned_value(bytes, end, KEY_REST + detector.context.max_len())
+            })
             .collect();
         values.dedup();
         let mut out = Vec::new();

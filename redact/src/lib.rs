@@ -20,7 +20,23 @@
 //! results (keyed by a keyed hash, never holding the text).
 //!
 //! Overlapping findings merge into one span (nothing is left half-redacted), and every other copy
-//! of a detected value in the same text is redacted too. Unknown secrets become a stable
+//! of a detected value in the same text is redacted too (except copies of a plain lower-case
+//! word such as `postgres` found after `password=`: elsewhere it is just the word).
+//!
+//! A vault value split over several strings (two messages, two content blocks) is in none of
+//! them whole: [`Redactor::redact_parts`] takes the strings of a request in order and also
+//! redacts the pieces of vault values that cross the boundaries between consecutive strings
+//! ([`Redactor::scan_across`]), scanning only around the boundaries.
+//!
+//! What counts as a secret after `password=` / `secret:` (see `rules.rs`): any literal,
+//! weak ones included (`changeme`, `hunter2`, `postgres` may well be the real password); not
+//! references (`${DB_PASSWORD}`, `$DB_PASSWORD`, `%(pw)s`, `{{ .Values.pw }}`), placeholders
+//! (`<your-password>`, `your_password_here`, `********`, `xxxx…`), empty values (`''`), code
+//! (`os.getenv(…)`, `config.password`, an unquoted variable name such as `hashed_pw`), paths,
+//! or keys that only mention passwords (`password_min_length`, `passwordField`,
+//! `secret_name`). Documented example keys (AWS's `…EXAMPLE`, Stripe's published test key,
+//! the jwt.io token) are never redacted. Vault values shorter than
+//! [`vault::MIN_VALUE_LEN`] (6 bytes) are not searched for. Unknown secrets become a stable
 //! placeholder keyed by a per-tenant secret, so the same value gives the same placeholder in every
 //! turn and provider prompt caching keeps working.
 //!
@@ -108,6 +124,9 @@ pub enum Error {
 
 /// The combined redactor.
 pub struct Redactor {
+    /// Vault values, kept apart from the other detectors: [`Redactor::redact_parts`] also runs
+    /// it across the boundaries between strings.
+    vault: Option<vault::VaultDetector>,
     detectors: Vec<Box<dyn Detector>>,
     placeholder_key: Zeroizing<[u8; 32]>,
     cache: cache::ResultCache,
@@ -117,11 +136,18 @@ pub struct Redactor {
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redactor")
-            .field("detectors", &self.detectors.len())
+            .field(
+                "detectors",
+                &(self.detectors.len() + usize::from(self.vault.is_some())),
+            )
             .field("placeholder_key", &"**REDACTED**")
             .finish_non_exhaustive()
     }
 }
+
+/// Bytes scanned past the longest vault literal on each side of a boundary between strings
+/// ([`Redactor::scan_across`]): room for a base64 or hex match to widen to its whole token.
+const SEAM_MARGIN: usize = 64;
 
 /// Bytes the result cache behind [`Redactor::redact_cached`] may hold unless
 /// [`RedactorBuilder::cache_bytes`] says otherwise: about 40,000 strings with nothing to redact.
@@ -193,9 +219,11 @@ impl RedactorBuilder {
     /// Compiles the detectors.
     pub fn build(self) -> Result<Redactor, Error> {
         let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
-        if !self.vault.is_empty() {
-            detectors.push(Box::new(vault::VaultDetector::new(&self.vault)?));
-        }
+        let vault = if self.vault.is_empty() {
+            None
+        } else {
+            Some(vault::VaultDetector::new(&self.vault)?)
+        };
         if !self.no_rules {
             detectors.push(Box::new(rules::RuleDetector::new()?));
         }
@@ -206,6 +234,7 @@ impl RedactorBuilder {
             .placeholder_key
             .unwrap_or_else(|| Zeroizing::new([0; 32]));
         Ok(Redactor {
+            vault,
             detectors,
             placeholder_key,
             cache: cache::ResultCache::new(self.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES)),
@@ -223,6 +252,9 @@ impl Redactor {
     /// of each detected value included.
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut raw = Vec::new();
+        if let Some(v) = &self.vault {
+            v.find(text, &mut raw);
+        }
         for d in &self.detectors {
             d.find(text, &mut raw);
         }
@@ -239,6 +271,120 @@ impl Redactor {
         }
         let replacements = self.replacements(text, &findings);
         Cow::Owned(splice(text, &findings, &replacements))
+    }
+
+    /// Vault values (in every encoding) that are split across consecutive `parts`: found in
+    /// the parts' concatenation, crossing at least one boundary between two of them, and
+    /// reported as one piece per part they touch (`out[i]` holds part `i`'s pieces, in its own
+    /// byte offsets, sorted). Nothing that lies wholly inside one part is reported here: that
+    /// is [`Redactor::scan`]'s job. Only vault values are joined (a known value split in two is
+    /// still known; a rule or entropy match of two unrelated strings' ends would be a guess).
+    ///
+    /// Only the seams are scanned: around each boundary, as far as the longest searched form
+    /// of any vault value reaches, so the cost does not grow with the parts' length.
+    pub fn scan_across(&self, parts: &[&str]) -> Vec<Vec<Finding>> {
+        let mut out: Vec<Vec<Finding>> = vec![Vec::new(); parts.len()];
+        let Some(vault) = &self.vault else {
+            return out;
+        };
+        if parts.len() < 2 {
+            return out;
+        }
+        // Part i spans starts[i]..starts[i + 1] of the concatenation.
+        let mut starts = Vec::with_capacity(parts.len() + 1);
+        let mut total = 0;
+        for p in parts {
+            starts.push(total);
+            total += p.len();
+        }
+        starts.push(total);
+        // Regions of the concatenation around each boundary, merged when they overlap. The
+        // margin covers a match's widening to the whole base64 or hex token around it.
+        let reach = vault.max_len() + SEAM_MARGIN;
+        let mut regions: Vec<(usize, usize)> = Vec::new();
+        for &b in &starts[1..parts.len()] {
+            let (lo, hi) = (b.saturating_sub(reach), (b + reach).min(total));
+            match regions.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                _ => regions.push((lo, hi)),
+            }
+        }
+        let mut buf = String::new();
+        let mut found = Vec::new();
+        for (lo, hi) in regions {
+            // The region's text, from the parts it overlaps (edges moved outward to character
+            // boundaries of their part).
+            buf.clear();
+            let first = starts.partition_point(|&s| s <= lo).saturating_sub(1);
+            let mut region_start = lo;
+            for i in first..parts.len() {
+                let (ps, pe) = (starts[i], starts[i + 1]);
+                if ps >= hi {
+                    break;
+                }
+                let part = parts[i];
+                let mut a = lo.max(ps) - ps;
+                while !part.is_char_boundary(a) {
+                    a -= 1;
+                }
+                let mut z = hi.min(pe) - ps;
+                while !part.is_char_boundary(z) {
+                    z += 1;
+                }
+                if i == first {
+                    region_start = ps + a;
+                }
+                buf.push_str(&part[a..z]);
+            }
+            found.clear();
+            vault.find(&buf, &mut found);
+            for f in found.drain(..) {
+                let (s, e) = (region_start + f.start, region_start + f.end);
+                // Crosses a boundary strictly inside it?
+                let crosses = starts[1..parts.len()].iter().any(|&b| s < b && b < e);
+                if !crosses {
+                    continue;
+                }
+                for i in 0..parts.len() {
+                    let (ps, pe) = (starts[i], starts[i + 1]);
+                    let (a, z) = (s.max(ps), e.min(pe));
+                    if a < z {
+                        out[i].push(Finding {
+                            start: a - ps,
+                            end: z - ps,
+                            ..f.clone()
+                        });
+                    }
+                }
+            }
+        }
+        for (part, pieces) in parts.iter().zip(&mut out) {
+            *pieces = merge::merge(part, std::mem::take(pieces));
+        }
+        out
+    }
+
+    /// Every part redacted as by [`Redactor::redact_cached`], and also the pieces of vault
+    /// values split across consecutive parts ([`Redactor::scan_across`]), each piece replaced
+    /// by `SECRET_REF(name)`. For the strings of one request that carry message text, in
+    /// order: a secret split over two messages (or two content blocks) is found although
+    /// neither string holds it whole. `out[i]` is borrowed when part `i` is unchanged.
+    pub fn redact_parts<'t>(&self, parts: &[&'t str]) -> Vec<Cow<'t, str>> {
+        let across = self.scan_across(parts);
+        parts
+            .iter()
+            .zip(across)
+            .map(|(&part, pieces)| {
+                if pieces.is_empty() {
+                    return self.redact_cached(part);
+                }
+                let mut findings = self.scan_cached(part);
+                findings.extend(pieces);
+                let findings = merge::merge(part, findings);
+                let replacements = self.replacements(part, &findings);
+                Cow::Owned(splice(part, &findings, &replacements))
+            })
+            .collect()
     }
 
     /// Like [`Redactor::redact`], but a text this redactor has already seen (the same string in

@@ -7,6 +7,13 @@ use crate::{DetectorKind, Finding};
 /// Copies shorter than this are not chased through the rest of the text.
 const MIN_COPY_LEN: usize = 8;
 
+/// A value made of lower-case letters only (`postgres`, `changeme`): found after `password=` it
+/// is redacted there, but its other copies are the word itself (`postgres://`, "the postgres
+/// database") and are left alone.
+fn plain_word(value: &str) -> bool {
+    value.bytes().all(|b| b.is_ascii_lowercase())
+}
+
 /// Adds a finding for every other occurrence of each value found by a rule or the entropy
 /// detector (vault values are already found everywhere by their literal set). Scanners that report
 /// only the first copy leave the rest of the prompt leaking.
@@ -21,7 +28,7 @@ pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
         let Some(value) = text.get(f.start..f.end) else {
             continue;
         };
-        if value.len() >= MIN_COPY_LEN && seen.insert(value) {
+        if value.len() >= MIN_COPY_LEN && !plain_word(value) && seen.insert(value) {
             values.push((value, i));
         }
     }

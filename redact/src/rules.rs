@@ -22,8 +22,26 @@ pub struct RuleSpec {
     pub back: usize,
     /// Bytes after a keyword hit where the secret may end.
     pub fwd: usize,
-    /// Extra check on the candidate secret; `false` drops it.
-    pub accept: Option<fn(&[u8]) -> bool>,
+    /// Extra check on the candidate secret; `false` drops it. Every candidate of every rule
+    /// must also not be a documented example or a placeholder ([`not_example`]).
+    pub accept: Option<fn(&Candidate<'_>) -> bool>,
+    /// Literals of which one must occur in a window for the regex to run there (a cheap
+    /// filter for rules whose keyword is common and whose context is not: `value:` after a
+    /// Kubernetes env name, `</` of an XML element). Empty: always run.
+    pub needs: &'static [&'static str],
+}
+
+/// A candidate secret, as a rule's `accept` check sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The secret (the first group that matched, else the whole match).
+    pub value: &'a [u8],
+    /// The whole match (key, operator and value for assignment rules).
+    pub matched: &'a [u8],
+    /// Whether a quote (`"`, `'`, `` ` ``) stands right before the value.
+    pub quoted: bool,
+    /// The byte before the whole match, if any.
+    pub preceding: Option<u8>,
 }
 
 const fn rule(
@@ -40,13 +58,14 @@ const fn rule(
         back,
         fwd,
         accept: None,
+        needs: &[],
     }
 }
 
 /// Bytes that start a needle of [`is_placeholder`], in either case.
 static NEEDLE_START: [bool; 256] = {
     let mut table = [false; 256];
-    let starts = b"exXErRpPyYcC*";
+    let starts = b"eErRpPyYcC";
     let mut i = 0;
     while i < starts.len() {
         table[starts[i] as usize] = true;
@@ -55,20 +74,24 @@ static NEEDLE_START: [bool; 256] = {
     table
 };
 
+/// Bytes of a value searched for placeholder words and masks.
+const PLACEHOLDER_SCAN: usize = 160;
+
 /// True for values that are placeholders, references or our own redactions, not secrets.
 pub fn is_placeholder(v: &[u8]) -> bool {
     /// Case-insensitive needles; each is looked for only where its first two bytes occur.
     const NEEDLES: &[&[u8]] = &[
         b"example",
-        b"xxxx",
-        b"****",
         b"redacted",
         b"placeholder",
         b"your_",
         b"your-",
         b"changeme_",
     ];
-    let has_needle = v.windows(2).enumerate().any(|(i, w)| {
+    // Placeholders are short: a long value (a PEM block, a JWT) is only checked for the
+    // prefixes below, not scanned for needles.
+    let scanned = &v[..v.len().min(PLACEHOLDER_SCAN)];
+    let has_needle = scanned.windows(2).enumerate().any(|(i, w)| {
         NEEDLE_START[usize::from(w[0])] && {
             let pair = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
             NEEDLES.iter().any(|n| {
@@ -78,7 +101,16 @@ pub fn is_placeholder(v: &[u8]) -> bool {
             })
         }
     });
-    v.starts_with(b"SECRET_REF(")
+    let format_placeholder = v.first() == Some(&b'{') && {
+        let inner = &v[1..];
+        let end = inner.iter().position(|&b| b == b'}').unwrap_or(inner.len());
+        inner[..end]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b' '))
+    };
+    format_placeholder
+        || v.starts_with(b"%s")
+        || v.starts_with(b"SECRET_REF(")
         || v.starts_with(b"[REDACTED:")
         || v.starts_with(b"${")
         || v.starts_with(b"{{")
@@ -86,23 +118,48 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         || v.starts_with(b"$(")
         || v.starts_with(b"%(")
         || has_needle
+        || masked(scanned)
         || v.iter().all(|b| *b == v[0])
+}
+
+/// A run of `x` or `*` long enough to be a mask (`ghp_xxxxxxxx…`, `********`), not four `X`s
+/// that happen to sit in a random token.
+fn masked(v: &[u8]) -> bool {
+    let mut run = 0;
+    let mut longest = 0;
+    for b in v {
+        run = if matches!(b, b'x' | b'X' | b'*') {
+            run + 1
+        } else {
+            0
+        };
+        longest = longest.max(run);
+    }
+    longest >= 4 && (longest >= 8 || longest * 4 >= v.len())
 }
 
 /// Documented example keys that must never be redacted (they are in every tutorial).
 pub const DOCUMENTED_EXAMPLES: &[&str] = &[
+    // AWS documentation.
     "AKIAIOSFODNN7EXAMPLE",
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     "AKIAI44QH8DHBEXAMPLE",
     "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+    // Stripe's API reference (test mode, published for everyone to try).
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "sk_test_BQokikJOvBiI2HlWgH4olfQ2",
+    // The jwt.io debugger's default token.
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
 ];
 
-fn not_example(v: &[u8]) -> bool {
+/// Not a documented example key and not a placeholder: checked for every rule's candidates.
+pub fn not_example(v: &[u8]) -> bool {
     !DOCUMENTED_EXAMPLES.iter().any(|e| e.as_bytes() == v) && !is_placeholder(v)
 }
 
 /// `Basic <base64>` is a credential only if it decodes to `user:password`.
-fn basic_credential(v: &[u8]) -> bool {
+fn basic_credential(c: &Candidate<'_>) -> bool {
+    let v = c.value;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(v)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(v));
@@ -110,84 +167,399 @@ fn basic_credential(v: &[u8]) -> bool {
 }
 
 /// A bearer token looks random: mixed classes, not a word or a reference.
-fn token_like(v: &[u8]) -> bool {
+fn token_like(c: &Candidate<'_>) -> bool {
+    let v = c.value;
     let digits = v.iter().any(u8::is_ascii_digit);
     let upper = v.iter().any(u8::is_ascii_uppercase);
     let lower = v.iter().any(u8::is_ascii_lowercase);
     not_example(v) && (u8::from(digits) + u8::from(upper) + u8::from(lower)) >= 2
 }
 
-/// A value after `password=`: anything but code (`os.getenv(...)`, `config.password`, a type
-/// name), a placeholder or an empty-ish word.
-fn password_value(v: &[u8]) -> bool {
-    const NOT_PASSWORDS: &[&str] = &[
-        "str",
-        "string",
-        "int",
-        "none",
-        "null",
-        "nil",
-        "true",
-        "false",
-        "undefined",
-        "required",
-        "optional",
-        "password",
-        "passwd",
-        "secret",
-        "self",
-        "this",
-        "value",
-        "env",
-        "input",
-        "prompt",
-        "getpass",
-    ];
-    if !not_example(v) {
-        return false;
-    }
-    if NOT_PASSWORDS
+/// Words that are never the secret assigned to a password or secret key: types, literals,
+/// references to other values.
+const NOT_PASSWORDS: &[&str] = &[
+    "str",
+    "&str",
+    "string",
+    "int",
+    "bool",
+    "none",
+    "null",
+    "nil",
+    "true",
+    "false",
+    "undefined",
+    "required",
+    "optional",
+    "password",
+    "passwd",
+    "secret",
+    "self",
+    "this",
+    "value",
+    "env",
+    "input",
+    "prompt",
+    "getpass",
+    "inherit",
+    "hidden",
+    "masked",
+    "empty",
+    "unset",
+    "missing",
+    "invalid",
+];
+
+/// What a key named `…password…` or `…secret…` holds when the rest of its name says it is not
+/// the secret itself (`password_min_length`, `passwordField`, `secret_name`, `secretKeyRef`):
+/// the name after the keyword, lower-cased without `_` and `-`, starts with one of these.
+const NOT_SECRET_KEY_SUFFIXES: &[&str] = &[
+    "field",
+    "length",
+    "len",
+    "min",
+    "max",
+    "policy",
+    "reset",
+    "url",
+    "uri",
+    "link",
+    "hint",
+    "label",
+    "prompt",
+    "placeholder",
+    "expir",
+    "ttl",
+    "age",
+    "rule",
+    "strength",
+    "changed",
+    "updated",
+    "file",
+    "path",
+    "command",
+    "cmd",
+    "env",
+    "var",
+    "input",
+    "regex",
+    "pattern",
+    "validat",
+    "hasher",
+    "required",
+    "enabled",
+    "count",
+    "attempt",
+    "retries",
+    "timeout",
+    "type",
+    "mode",
+    "format",
+    "manager",
+    "store",
+    "provider",
+    "ref",
+    "keyref",
+    "name",
+    "arn",
+    "id",
+    "version",
+    "rotation",
+    "engine",
+    "mount",
+    "backend",
+    "less",
+    "kind",
+    "selector",
+    "volume",
+    "dir",
+    "location",
+    "source",
+];
+
+/// The key of an assignment match: the keyword and the name bytes after it (the match starts
+/// at the keyword).
+fn key_suffix_says_not_secret(matched: &[u8], keyword_len: usize) -> bool {
+    let rest: Vec<u8> = matched
         .iter()
-        .any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
-    {
+        .skip(keyword_len)
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    if rest.is_empty() {
         return false;
     }
+    rest == b"s"
+        || NOT_SECRET_KEY_SUFFIXES
+            .iter()
+            .any(|s| rest.starts_with(s.as_bytes()))
+}
+
+/// A reference to another value, not a value: `$VAR`, `${VAR}`, `%(var)s`, `{{ var }}`.
+fn is_reference(v: &[u8]) -> bool {
+    matches!(v, [b'$', c, ..] if c.is_ascii_alphabetic() || *c == b'_' || *c == b'{' || *c == b'(')
+        || v.starts_with(b"%(")
+        || v.starts_with(b"{{")
+        || v.starts_with(b"!vault")
+}
+
+/// Code, not a literal: a call, an attribute or index access, a path or generic type
+/// (`Class::Red`, `Option<SecretName>`), or (unquoted) a variable or constant name
+/// (`hashed_pw`, `newPassword`, `&planted`, `VAULT_QUOTED`).
+fn code_like(v: &[u8], quoted: bool) -> bool {
     let identifier = v.iter().all(|b| {
         b.is_ascii_alphanumeric()
-            || matches!(b, b'_' | b'.' | b'(' | b')' | b'[' | b']' | b'\'' | b'"')
+            || matches!(
+                b,
+                b'_' | b'.' | b'(' | b')' | b'[' | b']' | b'\'' | b'"' | b':'
+            )
     });
-    let code_like = identifier && (v.contains(&b'.') || v.ends_with(b")") || v.contains(&b'['));
-    !code_like
+    if identifier && (v.contains(&b'.') || v.ends_with(b")") || v.contains(&b'[')) {
+        return true;
+    }
+    let path_chars = v.iter().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'<' | b'>' | b'&' | b'(' | b')')
+    });
+    let rust_path = v.windows(2).any(|w| w == b"::");
+    let generic = v.ends_with(b">") && v.first().is_some_and(u8::is_ascii_alphabetic);
+    if path_chars && (rust_path || generic) {
+        return true;
+    }
+    if quoted {
+        return false;
+    }
+    // A call: `getpass(prompt`, `bytes(memoryview(password`, `new(hash_name`.
+    let callee = v
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'))
+        .count();
+    let callee = callee + usize::from(v.get(callee) == Some(&b'!')); // a Rust macro: `json!(`
+    if callee > 0 && v.get(callee) == Some(&b'(') && (v[0].is_ascii_alphabetic() || v[0] == b'_') {
+        return true;
+    }
+    if let Some(rest) = v.strip_prefix(b"&")
+        && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    {
+        return true;
+    }
+    let constant = v.contains(&b'_')
+        && v.iter().all(|b| b.is_ascii_uppercase() || *b == b'_')
+        && v.first().is_some_and(u8::is_ascii_uppercase);
+    if constant {
+        return true;
+    }
+    // Unquoted, a name made of words is a variable: `hashed_pw` (snake_case) or `newPassword`
+    // (camelCase: every capital starts a lower-case word), without digits.
+    let snake = v.contains(&b'_') && v.iter().all(|b| b.is_ascii_lowercase() || *b == b'_');
+    let camel = v.first().is_some_and(u8::is_ascii_lowercase)
+        && v.iter().any(u8::is_ascii_uppercase)
+        && v.iter().all(u8::is_ascii_alphabetic)
+        && v.windows(2)
+            .all(|w| !w[0].is_ascii_uppercase() || w[1].is_ascii_lowercase())
+        && v.last().is_some_and(u8::is_ascii_lowercase);
+    snake || camel
+}
+
+/// An absolute path (`PWD=/home/agent/project`, `password_file=/run/secrets/db`).
+fn path_like(v: &[u8]) -> bool {
+    (v.starts_with(b"/") || v.starts_with(b"~/") || v.starts_with(b"./"))
+        && v.iter().filter(|b| **b == b'/').count() >= 2
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'))
+}
+
+/// The common part of [`password_value`] and [`secret_value`].
+fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
+    let v = c.value;
+    // `Secret::new(…)`: the `:` was half of a path separator.
+    !v.first()
+        .is_some_and(|b| b.is_ascii_whitespace() || matches!(b, b':' | b',' | b';'))
+        && not_example(v)
+        && !NOT_PASSWORDS
+            .iter()
+            .any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
+        && !is_reference(v)
+        && !code_like(v, c.quoted)
+        && !path_like(v)
+        && !key_suffix_says_not_secret(c.matched, keyword_len)
+}
+
+/// Where the keyword of an assignment match ends (the assignment rules' keywords).
+fn keyword_len(matched: &[u8]) -> usize {
+    const KEYWORDS: &[&str] = &["passphrase", "password", "passwd", "secret", "pwd", "pass"];
+    (0..matched.len())
+        .find_map(|i| {
+            KEYWORDS.iter().find_map(|k| {
+                matched
+                    .get(i..i + k.len())
+                    .filter(|m| m.eq_ignore_ascii_case(k.as_bytes()))
+                    .map(|_| i + k.len())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// A value after `password=`: anything but code (`os.getenv(...)`, `config.password`, a type
+/// name, a variable), a reference or placeholder, a path, or a key that only mentions passwords
+/// (`password_min_length`). Weak literals (`changeme`, `hunter2`) are redacted: they may well
+/// be the real password.
+fn password_value(c: &Candidate<'_>) -> bool {
+    // `pwd` only as a word of its own (`DB_PWD=`, not the `…Pwdwy8…` of a random token).
+    let pwd_in_word = c.matched.len() >= 3
+        && c.matched[..3].eq_ignore_ascii_case(b"pwd")
+        && c.preceding.is_some_and(|b| b.is_ascii_alphanumeric());
+    // `pwd` is also the shell command and the working directory: a plain word after it
+    // (`"pwd: expected bytes"`) is prose; `Pwd=rootroot` in a connection string is not.
+    let pwd_word = c.matched.len() >= 3
+        && c.matched[..3].eq_ignore_ascii_case(b"pwd")
+        && c.value.iter().all(u8::is_ascii_lowercase)
+        && !c.matched.contains(&b'=');
+    // `self.password = user`: an attribute set from a variable, in code.
+    let attribute_from_variable = c.preceding == Some(b'.')
+        && !c.quoted
+        && c.value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    !pwd_in_word
+        && !pwd_word
+        && !attribute_from_variable
+        && assigned_value(c, keyword_len(c.matched))
+}
+
+/// A value after `secret=` or `client_secret:`: as [`password_value`], and not a name made of
+/// words (`secret_name: prod-db-credentials`): at least eight bytes, with a digit or a symbol.
+fn secret_value(c: &Candidate<'_>) -> bool {
+    let v = c.value;
+    let has_digit_or_symbol = v.iter().any(|b| {
+        b.is_ascii_digit() || (b.is_ascii_punctuation() && !matches!(b, b'-' | b'_' | b'.'))
+    });
+    v.len() >= 8 && has_digit_or_symbol && assigned_value(c, keyword_len(c.matched))
+}
+
+/// A password named in prose (`my password is hunter22`): a digit or symbol and a letter,
+/// so that `the password is stored in the vault` stays.
+fn prose_password(c: &Candidate<'_>) -> bool {
+    let v = c.value;
+    let letter = v.iter().any(u8::is_ascii_alphabetic);
+    let other = v
+        .iter()
+        .any(|b| b.is_ascii_digit() || b.is_ascii_punctuation());
+    letter && other && password_value(c)
+}
+
+/// A secret named in prose: as [`prose_password`], eight bytes or more.
+fn prose_secret(c: &Candidate<'_>) -> bool {
+    c.value.len() >= 8 && prose_password(c)
+}
+
+/// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
+fn basic_password(c: &Candidate<'_>) -> bool {
+    c.value.len() >= 4
+        && not_example(c.value)
+        && !is_reference(c.value)
+        && !NOT_PASSWORDS
+            .iter()
+            .any(|w| c.value.eq_ignore_ascii_case(w.as_bytes()))
+}
+
+/// The 40-character secret key near an AWS access key id: random-looking (letters of both
+/// cases and a digit, or a `/` or `+`), not a hex digest.
+fn aws_secret_near_id(c: &Candidate<'_>) -> bool {
+    let v = c.value;
+    let upper = v.iter().any(u8::is_ascii_uppercase);
+    let lower = v.iter().any(u8::is_ascii_lowercase);
+    let digit = v.iter().any(u8::is_ascii_digit);
+    let symbol = v.iter().any(|b| matches!(b, b'/' | b'+'));
+    not_example(v) && upper && lower && (digit || symbol) && crate::entropy::shannon(v) >= 4.0
+}
+
+/// Where a closing bracket that `v` did not open, followed by punctuation, a space or the end,
+/// stands in `v` (the value ran into the code around it: `None):`), else `v.len()`.
+fn unopened_closer(v: &[u8]) -> usize {
+    let mut depth = 0usize;
+    for (i, &b) in v.iter().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' if depth > 0 => depth -= 1,
+            b')' | b']' | b'}' => {
+                let next = v.get(i + 1);
+                if next.is_none_or(|n| {
+                    n.is_ascii_whitespace()
+                        || matches!(n, b':' | b';' | b',' | b')' | b']' | b'}' | b'.')
+                }) {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+    }
+    v.len()
+}
+
+/// Where a URL query's next parameter (`&name=`) starts in `v`, else `v.len()`.
+fn query_param_start(v: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(off) = v[i..].iter().position(|&b| b == b'&') {
+        let amp = i + off;
+        let name = v[amp + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+            .count();
+        if name > 0 && v[amp + 1].is_ascii_alphabetic() && v.get(amp + 1 + name) == Some(&b'=') {
+            return amp;
+        }
+        i = amp + 1;
+    }
+    v.len()
+}
+
+/// Whether `at` falls inside one of our own placeholders (`[REDACTED:secret-assignment:…]`
+/// names rules after what they found; redacting twice must change nothing).
+fn inside_placeholder(bytes: &[u8], at: usize) -> bool {
+    const OPEN: &[u8] = b"[REDACTED:";
+    let from = at.saturating_sub(48);
+    let before = &bytes[from..at];
+    match before.windows(OPEN.len()).rposition(|w| w == OPEN) {
+        Some(p) => !before[p..].contains(&b']'),
+        None => false,
+    }
 }
 
 /// The default rule set.
 pub fn default_rules() -> Vec<RuleSpec> {
     vec![
+        rule(
+            "aws-access-key-id",
+            &["akia", "asia", "abia", "acca", "a3t"],
+            r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
+            4,
+            24,
+        ),
+        rule(
+            "aws-secret-access-key",
+            &[
+                "secret_access_key",
+                "secretaccesskey",
+                "secret-access-key",
+                "aws_secret",
+                "aws-secret",
+                "aws secret",
+            ],
+            r#"(?i)(?:secret[_\-\s]?access[_\-\s]?key|aws[_\-\s]?secret(?:[_\-\s]?key)?)(?:\\?["'`])?\]?\s*(?:[:=,]|=>)\s*(?:\\?["'`])?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+            8,
+            96,
+        ),
+        // The pair: a 40-character secret within a few lines after the access key id, with no
+        // name of its own (`NewStaticCredentials("AKIA…", "…")`, "the keys: AKIA… / …").
         RuleSpec {
-            accept: Some(not_example),
-            ..rule(
-                "aws-access-key-id",
-                &["akia", "asia", "abia", "acca", "a3t"],
-                r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
-                4,
-                24,
-            )
-        },
-        RuleSpec {
-            accept: Some(not_example),
+            accept: Some(aws_secret_near_id),
             ..rule(
                 "aws-secret-access-key",
-                &[
-                    "secret_access_key",
-                    "secretaccesskey",
-                    "secret-access-key",
-                    "aws_secret",
-                    "aws-secret",
-                    "aws secret",
-                ],
-                r#"(?i)(?:secret[_\-\s]?access[_\-\s]?key|aws[_\-\s]?secret(?:[_\-\s]?key)?)["']?\s*[:=]\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
-                8,
-                96,
+                &["akia", "asia", "abia", "acca", "a3t"],
+                r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b[\s\S]*?[^A-Za-z0-9/+=]([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)",
+                4,
+                400,
             )
         },
         rule("github-pat", &["ghp_"], r"\b(ghp_[A-Za-z0-9]{36})\b", 2, 40),
@@ -293,7 +665,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "twilio-auth-token",
             &["twilio"],
-            r#"(?i)twilio[A-Za-z0-9_\-\s"':=]{0,40}?(?:auth|token|secret)[A-Za-z0-9_\-\s"':=]{0,20}?\b([0-9a-f]{32})\b"#,
+            r#"(?i)twilio[A-Za-z0-9_\-\s"'`:=\\,(&]{0,40}?(?:auth|token|secret)[A-Za-z0-9_\-\s"'`:=\\,(&]{0,20}?\b([0-9a-f]{32})\b"#,
             2,
             120,
         ),
@@ -322,14 +694,14 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "telegram-bot-token",
             &[":aa"],
-            r"\b(\d{8,10}:AA[A-Za-z0-9_\-]{33})(?:[^A-Za-z0-9_\-]|$)",
+            r"(?:^|[^0-9])(\d{8,10}:AA[A-Za-z0-9_\-]{33})(?:[^A-Za-z0-9_\-]|$)",
             12,
             40,
         ),
         rule(
             "datadog-api-key",
             &["datadog", "dd_api", "dd-api", "dd_app", "dd-app"],
-            r#"(?i)(?:datadog|dd[_\-](?:api|app))[A-Za-z0-9_\-\s"':=]{0,40}?\b([a-f0-9]{40}|[a-f0-9]{32})\b"#,
+            r#"(?i)(?:datadog|dd[_\-](?:api|app))[A-Za-z0-9_\-\s"'`:=\\,(&]{0,40}?\b([a-f0-9]{40}|[a-f0-9]{32})\b"#,
             2,
             100,
         ),
@@ -356,11 +728,11 @@ pub fn default_rules() -> Vec<RuleSpec> {
             33_000,
         ),
         RuleSpec {
-            accept: Some(not_example),
+            accept: Some(basic_password),
             ..rule(
                 "url-credentials",
                 &["://"],
-                r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{1,128}:([^\s@/"'<>]{1,256})@"#,
+                r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{0,128}:([^\s@/"'<>]{1,256})@"#,
                 24,
                 400,
             )
@@ -385,14 +757,150 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 600,
             )
         },
+        // `curl -u user:password`, `auth=("user", "password")`, `BasicAuth("user", "password")`.
+        RuleSpec {
+            accept: Some(basic_password),
+            ..rule(
+                "http-basic-auth",
+                &["curl", "wget", "--user", "auth=(", "basicauth("],
+                r#"(?i)(?:(?:^|\s)(?:-u|--user)[ =]+['"]?[^\s:'"`@/]{1,64}:([^\s'"`]{1,256})|\bauth\s*=\s*\(\s*\\?["'][^"'\r\n]{0,64}\\?["']\s*,\s*\\?["']([^"'\r\n\\]{1,256})\\?["']|basicauth\(\s*\\?["'][^"'\r\n]{0,64}\\?["']\s*,\s*\\?["']([^"'\r\n\\]{1,256})\\?["'])"#,
+                2,
+                400,
+            )
+        },
+        // `password = "…"`, `DB_PASSWORD: …`, `--password=…`, `"password", "…"` (setenv), with
+        // an optional type (`: &str =`) and JSON-escaped quotes (`\"password\": \"…\"`).
         RuleSpec {
             accept: Some(password_value),
             ..rule(
                 "password-assignment",
                 &["password", "passwd", "pwd", "passphrase"],
-                r#"(?i)(?:password|passwd|pwd|passphrase)[A-Za-z0-9_\-]{0,20}["']?\s*(?::=|=>|[:=])\s*(?:"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})'|([^\s"',;)}\]]{4,256}))"#,
+                concat!(
+                    r#"(?i)(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}"#,
+                    r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
+                    r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
+                    r#"(?:\\"([^"\\\r\n]{4,256})\\"|"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})'|`([^`\r\n]{4,256})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,254}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                ),
                 2,
-                320,
+                340,
+            )
+        },
+        // The first two arguments of a call: `os.Setenv("DB_PASSWORD", "…")`,
+        // `config.set('smtp_password', '…')`.
+        RuleSpec {
+            accept: Some(password_value),
+            needs: &[", \"", ", '", ",\"", ",'", ", \\\"", ",\\\""],
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase", "pwd"],
+                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{4,256})\\"|"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})')"#,
+                40,
+                300,
+            )
+        },
+        RuleSpec {
+            accept: Some(secret_value),
+            needs: &[", \"", ", '", ",\"", ",'", ", \\\"", ",\\\""],
+            ..rule(
+                "secret-assignment",
+                &["secret"],
+                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?secret[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{8,256})\\"|"([^"\r\n]{8,256})"|'([^'\r\n]{8,256})')"#,
+                40,
+                300,
+            )
+        },
+        // Kubernetes env entries: `- name: DB_PASSWORD` then `value: …` on the next line.
+        RuleSpec {
+            accept: Some(password_value),
+            needs: &["value:"],
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase"],
+                concat!(
+                    r#"(?i)(?:password|passwd|passphrase)[A-Za-z0-9_\-]{0,24}\\?["']?[ \t]*(?:\r?\n|\\n)[ \t+\-]*value:[ \t]*"#,
+                    r#"(?:\\"([^"\\\r\n]{4,256})\\"|"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})'|([^\s"'`,;)}\]\\]{4,256}))"#,
+                ),
+                2,
+                340,
+            )
+        },
+        RuleSpec {
+            accept: Some(secret_value),
+            needs: &["value:"],
+            ..rule(
+                "secret-assignment",
+                &["secret"],
+                concat!(
+                    r#"(?i)secret[A-Za-z0-9_\-]{0,24}\\?["']?[ \t]*(?:\r?\n|\\n)[ \t+\-]*value:[ \t]*"#,
+                    r#"(?:\\"([^"\\\r\n]{8,256})\\"|"([^"\r\n]{8,256})"|'([^'\r\n]{8,256})'|([^\s"'`,;)}\]\\]{8,256}))"#,
+                ),
+                2,
+                340,
+            )
+        },
+        // `--password …` on a command line.
+        RuleSpec {
+            accept: Some(password_value),
+            needs: &["--"],
+            ..rule(
+                "password-assignment",
+                &["--password", "--passwd"],
+                r#"(?:^|\s)--(?:password|passwd)(?:[ \t]+|=)(?:'([^'\r\n]{1,256})'|"([^"\r\n]{1,256})"|([^\s'"]{1,256}))"#,
+                4,
+                300,
+            )
+        },
+        // `<password>…</password>` (Maven settings, XML configs).
+        RuleSpec {
+            accept: Some(password_value),
+            needs: &["</"],
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase"],
+                r#"(?i)<(?:[a-z_\-]{0,20}password|passwd|passphrase)>([^<\r\n]{4,256})</"#,
+                24,
+                300,
+            )
+        },
+        // `my secret is …` (a credential-looking value only).
+        RuleSpec {
+            accept: Some(prose_secret),
+            needs: &[" is ", " was ", " IS ", " Is "],
+            ..rule(
+                "secret-assignment",
+                &["secret"],
+                r#"(?i)\bsecret[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{8,128})"#,
+                2,
+                140,
+            )
+        },
+        // `my password is hunter22`, `the passphrase was "…"`.
+        RuleSpec {
+            accept: Some(prose_password),
+            needs: &[" is ", " was ", " IS ", " Is "],
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase"],
+                r#"(?i)\b(?:password|passwd|passphrase)[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{6,64})"#,
+                2,
+                100,
+            )
+        },
+        // `client_secret: …`, `JWT_SECRET=…`, `"webhookSecret": "…"`: as passwords, but the value
+        // must look like a credential (a digit or a symbol, eight bytes or more).
+        RuleSpec {
+            accept: Some(secret_value),
+            ..rule(
+                "secret-assignment",
+                &["secret"],
+                concat!(
+                    r#"(?i)secret[A-Za-z0-9_\-]{0,24}"#,
+                    r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
+                    r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
+                    r#"(?:\\"([^"\\\r\n]{8,256})\\"|"([^"\r\n]{8,256})"|'([^'\r\n]{8,256})'|`([^`\r\n]{8,256})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){6,254}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                ),
+                2,
+                340,
             )
         },
     ]
@@ -403,7 +911,8 @@ pub struct RuleDetector {
     keywords: crate::scan::KeywordSet,
     /// Keyword pattern id → rules that use it.
     by_keyword: Vec<Vec<usize>>,
-    rules: Vec<(RuleSpec, Regex)>,
+    /// Each rule, its regex, and the literal search for its `needs` (if any).
+    rules: Vec<(RuleSpec, Regex, Option<Regex>)>,
 }
 
 impl std::fmt::Debug for RuleDetector {
@@ -443,7 +952,22 @@ impl RuleDetector {
                 });
                 by_keyword[id].push(index);
             }
-            rules.push((spec, regex));
+            let needs = if spec.needs.is_empty() {
+                None
+            } else {
+                let alternation: Vec<String> =
+                    spec.needs.iter().map(|n| regex::escape(n)).collect();
+                Some(
+                    RegexBuilder::new(&alternation.join("|"))
+                        .unicode(false)
+                        .build()
+                        .map_err(|e| Error::Build {
+                            what: "credential rules",
+                            reason: format!("{}: {e}", spec.id),
+                        })?,
+                )
+            };
+            rules.push((spec, regex, needs));
         }
         let keywords = crate::scan::KeywordSet::new(keywords);
         Ok(Self {
@@ -457,48 +981,68 @@ impl RuleDetector {
 impl Detector for RuleDetector {
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        // (rule, window start, window end) for every keyword hit of every rule.
-        let mut windows: Vec<(usize, usize, usize)> = Vec::new();
-        self.keywords.find_all(bytes, |start, end, id| {
-            for &r in &self.by_keyword[id] {
-                let spec = &self.rules[r].0;
-                windows.push((
-                    r,
-                    start.saturating_sub(spec.back),
-                    (end + spec.fwd).min(bytes.len()),
-                ));
-            }
-        });
-        if windows.is_empty() {
+        // Every keyword hit, in text order; then each rule's windows around its keywords'
+        // hits, merged as they come (their starts only grow, so no sort is needed).
+        let mut hits: Vec<(usize, usize, usize)> = Vec::new();
+        self.keywords
+            .find_all(bytes, |start, end, id| hits.push((start, end, id)));
+        if hits.is_empty() {
             return;
         }
-        windows.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::new();
-        let mut rest = windows.as_slice();
-        while let Some(&(r, _, _)) = rest.first() {
-            let n = rest.iter().take_while(|w| w.0 == r).count();
-            let (ws, tail) = rest.split_at(n);
-            rest = tail;
-            merged.clear();
-            for &(_, s, e) in ws {
-                match merged.last_mut() {
+        hits.sort_unstable();
+        let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.rules.len()];
+        for &(start, end, id) in &hits {
+            for &r in &self.by_keyword[id] {
+                let spec = &self.rules[r].0;
+                let (s, e) = (
+                    start.saturating_sub(spec.back),
+                    (end + spec.fwd).min(bytes.len()),
+                );
+                match windows[r].last_mut() {
                     Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                    _ => merged.push((s, e)),
+                    _ => windows[r].push((s, e)),
                 }
             }
-            let (spec, regex) = &self.rules[r];
-            for &(ws, we) in &merged {
+        }
+        for (r, merged) in windows.iter().enumerate() {
+            if merged.is_empty() {
+                continue;
+            }
+            let (spec, regex, needs) = &self.rules[r];
+            for &(ws, we) in merged {
+                if needs.as_ref().is_some_and(|n| !n.is_match(&bytes[ws..we])) {
+                    continue;
+                }
                 for caps in regex.captures_iter(&bytes[ws..we]) {
                     let Some(m) = caps.iter().skip(1).flatten().next().or_else(|| caps.get(0))
                     else {
                         continue;
                     };
-                    if m.is_empty() || spec.accept.is_some_and(|accept| !accept(m.as_bytes())) {
+                    let window = &bytes[ws..we];
+                    // An unquoted value runs up to the next query parameter (`…&ssl=true`).
+                    let value = &m.as_bytes()[..query_param_start(m.as_bytes())];
+                    // … and stops at a bracket it did not open (`pwd=None):`).
+                    let value = &value[..unopened_closer(value)];
+                    let candidate = Candidate {
+                        value,
+                        matched: caps.get(0).map_or(m.as_bytes(), |whole| whole.as_bytes()),
+                        quoted: m.start() > 0
+                            && matches!(window[m.start() - 1], b'"' | b'\'' | b'`'),
+                        preceding: caps
+                            .get(0)
+                            .and_then(|w| (ws + w.start()).checked_sub(1))
+                            .map(|i| bytes[i]),
+                    };
+                    if value.is_empty()
+                        || inside_placeholder(bytes, ws + m.start())
+                        || !not_example(candidate.value)
+                        || spec.accept.is_some_and(|accept| !accept(&candidate))
+                    {
                         continue;
                     }
                     out.push(Finding {
                         start: ws + m.start(),
-                        end: ws + m.end(),
+                        end: ws + m.start() + value.len(),
                         rule: spec.id.into(),
                         detector: DetectorKind::Rule,
                         secret: None,

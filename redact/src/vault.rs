@@ -55,6 +55,8 @@ pub struct VaultDetector {
     patterns: Vec<(usize, Encoding)>,
     names: Vec<SecretName>,
     skipped: Vec<SecretName>,
+    /// The longest literal (value or encoding), in bytes.
+    max_len: usize,
 }
 
 impl std::fmt::Debug for VaultDetector {
@@ -123,7 +125,10 @@ fn variants(value: &str) -> Vec<(String, Encoding)> {
             out.push((s, e));
         }
     };
-    add(json_escape(value), Encoding::Json);
+    let json = json_escape(value);
+    // JSON inside JSON (a tool's JSON output quoted into a message): escaped twice.
+    add(json_escape(&json), Encoding::Json);
+    add(json, Encoding::Json);
     for encoded in url_encodings(value) {
         add(encoded, Encoding::Url);
     }
@@ -161,6 +166,7 @@ impl VaultDetector {
                 patterns.push((index, encoding));
             }
         }
+        let max_len = literals.iter().map(String::len).max().unwrap_or(0);
         let set = crate::scan::LiteralSet::new(literals.iter().map(String::as_bytes));
         // The literals are secret: wipe our copies now that the set holds them.
         for l in &mut literals {
@@ -171,7 +177,14 @@ impl VaultDetector {
             patterns,
             names,
             skipped,
+            max_len,
         })
+    }
+
+    /// The longest searched form of any value, in bytes (a match crossing a boundary between
+    /// two strings lies within this distance of it).
+    pub fn max_len(&self) -> usize {
+        self.max_len
     }
 
     /// Names of values too short to search for.

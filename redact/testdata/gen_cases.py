@@ -61,7 +61,7 @@ case("low-entropy password in yaml", f"redis:\n  password: {low}\n", [low], "pas
 aws_id = "AKIA" + r(16, UP + "234567"); aws_sk = r(40, A + "/+")
 case("aws credentials file", f"[default]\naws_access_key_id = {aws_id}\naws_secret_access_key = {aws_sk}\n", [aws_id, aws_sk], "aws-access-key-id")
 ent = r(40)
-case("unnamed high-entropy secret", f"client_secret: {ent}\n", [ent], "high-entropy-token")
+case("unnamed secret assignment", f"client_secret: {ent}\n", [ent], "secret-assignment")
 
 negatives = [
     ("git sha in log", "commit 9fceb02d0ae598e95dc970b74767f19372d61af8\nAuthor: A <a@b.c>\n"),
@@ -83,7 +83,20 @@ negatives = [
     ("long identifier", "api_key_rotation_interval_seconds = 3600"),
     ("basic in prose", "This is basic knowledge about authentication."),
     ("lockfile sha256", "checksum = \"" + hexs(64) + "\""),
+    ("password field list", 'fields = ["username", "password", "email"]\nrequired: ["password", "confirm"]'),
+    ("password settings", "PasswordAuthentication no\npassword_min_length = 12\nPASSWORD_RESET_TIMEOUT=259200\npassword_file: /run/secrets/db\n"),
+    ("password in prose", "Enter your password:\n  The password is stored in the vault; the secret is rotated weekly."),
+    ("shell env dump", "PWD=/home/agent/project\nOLDPWD=/tmp\ncwd = os.getcwd()\n"),
+    ("kubernetes secret refs", "kind: Secret\nsecretName: prod-db-credentials\nsecretKeyRef:\n  name: db\n  key: password\n"),
+    ("password from variables", "user.password = hashed_pw\nconn.password = newPassword\npassword: ${{ secrets.DB_PASSWORD }}\n"),
+    ("our own placeholders", "password=[REDACTED:password-assignment:0123456789] secret_key: [REDACTED:secret-assignment:abcdef0123]"),
+    ("stripe publishable key by name", "STRIPE_PUBLISHABLE_KEY=pk_live_" + r(90)),
+    ("service account key id", '"private_key_id": "' + hexs(40) + '",'),
+    ("documented examples", "sk_test_4eC39HqLyjWDarjtT1zdp7dc and ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
 ]
+
+ent2 = r(40)
+case("unnamed high-entropy token", f"session_token: {ent2}\n", [ent2], "high-entropy-token")
 
 def q(s): return json.dumps(s)  # TOML basic strings accept JSON escapes for these inputs
 with open("cases.toml", "w") as f:
