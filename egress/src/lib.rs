@@ -60,6 +60,7 @@ mod body;
 mod cache;
 mod client;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod metrics;
 mod proxy;

@@ -27,6 +27,7 @@
 pub mod bundle;
 pub mod class;
 pub mod decision;
+pub mod egress;
 pub mod error;
 pub mod paths;
 pub mod policy;
@@ -37,5 +38,6 @@ pub mod url;
 
 pub use class::{Class, Finding, Verdict};
 pub use decision::{Action, Decision, Tier, action_for, decide};
+pub use egress::{ConnectPolicy, HostDecision};
 pub use error::{Error, Result};
 pub use policy::{Assessment, Policy, ToolCall};

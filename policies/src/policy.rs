@@ -2,11 +2,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::class::{Class, Findings, Verdict};
 use crate::decision::{Decision, Tier, decide};
+use crate::egress::{ConnectPolicy, EgressSources};
 use crate::error::{Error, Result};
 use crate::paths::{PathGlobs, PathRules};
 use crate::rules::{Facts, RawFile, Rule, canonical_tool};
@@ -16,10 +18,14 @@ use crate::shell::{self, Limits, ShellAnalysis, ShellConfig};
 const MAX_POLICY_FILE: u64 = 4 * 1024 * 1024;
 
 /// The default policy shipped in `policies/default/`, embedded at build time.
-const DEFAULT_FILES: [(&str, &str); 4] = [
+const DEFAULT_FILES: [(&str, &str); 5] = [
     (
         "default/commands.toml",
         include_str!("../default/commands.toml"),
+    ),
+    (
+        "default/egress.toml",
+        include_str!("../default/egress.toml"),
     ),
     ("default/paths.toml", include_str!("../default/paths.toml")),
     (
@@ -138,6 +144,7 @@ pub struct Policy {
     pub(crate) max_spawn_depth: usize,
     pub(crate) rules: Vec<Rule>,
     pub(crate) grants: Vec<Rule>,
+    pub(crate) connect: Arc<ConnectPolicy>,
 }
 
 impl Policy {
@@ -203,16 +210,20 @@ impl Policy {
             max_spawn_depth: 1,
             rules: Vec::new(),
             grants: Vec::new(),
+            connect: Arc::new(ConnectPolicy::builtin()),
         };
         let mut globs = PathGlobs::new();
+        let mut egress = EgressSources::default();
         for (name, text) in sources {
-            let raw: RawFile = toml::from_str(text).map_err(|e| Error::Parse {
+            let mut raw: RawFile = toml::from_str(text).map_err(|e| Error::Parse {
                 file: (*name).to_owned(),
                 message: e.to_string(),
             })?;
+            egress.add(name, raw.egress.take())?;
             policy.merge(raw, &mut globs)?;
         }
         policy.paths = PathRules::compile(&globs)?;
+        policy.connect = Arc::new(egress.build());
         policy.check_examples()?;
         Ok(policy)
     }
@@ -320,6 +331,12 @@ impl Policy {
             }
         }
         Ok(())
+    }
+
+    /// The CONNECT host policy (the `[egress]` tables merged with the built-in lists), for the
+    /// egress proxy's CONNECT listener.
+    pub fn connect_policy(&self) -> Arc<ConnectPolicy> {
+        Arc::clone(&self.connect)
     }
 
     /// Classifies one tool call.

@@ -22,6 +22,9 @@
 //! [paths]                       # glob lists per path kind (see `PathKind`)
 //! clawgate = ["/etc/clawgate/**"]
 //!
+//! [egress]                      # CONNECT listener host policy (see `crate::egress`)
+//! connect_allow = ["*"]
+//!
 //! [[rule]]                      # extra rules: strictest finding wins
 //! id = "exec.terraform_destroy"
 //! tool = "exec"                 # or a list; aliases (bash, cron, apply-patch) are folded
@@ -78,6 +81,9 @@ pub(crate) struct RawFile {
     pub(crate) rule: Vec<RawRule>,
     #[serde(default)]
     pub(crate) grant: Vec<RawRule>,
+    /// The CONNECT host policy (see [`crate::egress`]).
+    #[serde(default)]
+    pub(crate) egress: Option<crate::egress::RawEgress>,
 }
 
 #[derive(Debug, Default, Deserialize)]
