@@ -135,7 +135,7 @@ fn start() -> Daemon {
     std::fs::write(
         &config,
         format!(
-            "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n[egress]\nlisten = \"off\"\n",
+            "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n[egress]\nlisten = \"off\"\nconnect_listen = \"off\"\n",
             state.display()
         ),
     )

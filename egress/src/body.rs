@@ -89,8 +89,16 @@ fn record(d: MeterData, tap: Option<Tap>, end: End) {
     let store = d.store.clone();
     let queued = store.record_with(move || {
         let out: Outcome = tap.map(Tap::finish).unwrap_or_default();
-        let incomplete =
-            end != End::Complete || out.overflow || (d.expects_usage && !out.usage_seen);
+        // A stream is whole when its terminal event came (the client may hang up right after
+        // it, before the upstream's end of body); a JSON body when it ended or parsed whole.
+        // Gemini has no terminal event (only a `finishReason`, absent when a prompt is
+        // blocked): its clean end counts.
+        let whole = if out.streamed {
+            out.finished || (end == End::Complete && d.provider == Provider::Gemini)
+        } else {
+            end == End::Complete || out.finished
+        };
+        let incomplete = !whole || out.overflow || (d.expects_usage && !out.usage_seen);
         d.metrics.tokens(route, &out.usage);
         if incomplete {
             d.metrics

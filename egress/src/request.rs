@@ -381,10 +381,14 @@ pub(crate) fn prepare(
         Head::default()
     };
     let mut redactions = Vec::new();
+    // Vault values split across strings first (they are in no string whole), then every string.
+    let joined = redact_across(text, redactor, &mut redactions)?;
+    let text = joined.as_deref().unwrap_or(text);
     let redacted = redact_strings(text, redactor, cache, &mut redactions)?;
-    let mut out: Cow<'_, str> = match redacted {
-        Some(s) => Cow::Owned(s),
-        None => Cow::Borrowed(text),
+    let mut out: Cow<'_, str> = match (redacted, &joined) {
+        (Some(s), _) => Cow::Owned(s),
+        (None, Some(j)) => Cow::Owned(j.clone()),
+        (None, None) => Cow::Borrowed(text),
     };
 
     let wants_usage = head
@@ -494,6 +498,134 @@ fn redact_json_string(
             Ok((Some(enc), found))
         }
     }
+}
+
+/// Keys whose string values are structure, not text: a secret split across two messages has
+/// `"role": "user"` or `"type": "text"` between its pieces, which must not hide it.
+const STRUCTURAL_KEYS: [&str; 19] = [
+    "role",
+    "type",
+    "model",
+    "id",
+    "name",
+    "object",
+    "tool_use_id",
+    "tool_call_id",
+    "call_id",
+    "media_type",
+    "mime_type",
+    "stop_reason",
+    "finish_reason",
+    "status",
+    "signature",
+    "format",
+    "detail",
+    "cache_control",
+    "ttl",
+];
+
+/// The raw contents (between the quotes, as written) of every JSON string *value* of `text`
+/// whose key is not structural, in document order, as byte ranges of `text`.
+fn text_values(text: &str) -> Result<Vec<(usize, usize)>, Refusal> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut key: &str = "";
+    let mut pos = 0;
+    while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
+        let start = pos + off;
+        let mut i = start + 1;
+        let end = loop {
+            let Some(o) = bytes.get(i..).and_then(|b| memchr::memchr2(b'"', b'\\', b)) else {
+                return Err(bad_json("unterminated string"));
+            };
+            let j = i + o;
+            if bytes[j] == b'\\' {
+                i = j + 2;
+            } else {
+                break j;
+            }
+        };
+        let raw = &text[start + 1..end];
+        let is_key = bytes[end + 1..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b':');
+        if is_key {
+            key = raw;
+        } else if !STRUCTURAL_KEYS.contains(&key) {
+            out.push((start + 1, end));
+        }
+        pos = end + 1;
+    }
+    Ok(out)
+}
+
+/// Whether byte `pos` of JSON string content is inside an escape sequence (`\"`, `\n`,
+/// `\uXXXX`), so that a match starting or ending there is not really in the decoded text.
+fn inside_escape(bytes: &[u8], pos: usize) -> bool {
+    for back in 1..=5 {
+        let Some(at) = pos.checked_sub(back) else {
+            return false;
+        };
+        if bytes[at] != b'\\' {
+            continue;
+        }
+        let run = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if run % 2 == 1 {
+            // This backslash is itself escaped: a literal backslash, not an opener.
+            continue;
+        }
+        return back == 1 || bytes.get(at + 1) == Some(&b'u');
+    }
+    false
+}
+
+/// Vault values split across consecutive text strings of the body (two messages, two content
+/// blocks): each piece becomes `SECRET_REF(name)` in its own string. `None` when there is none
+/// (the common case; only the bytes around each boundary are scanned). Works on the raw JSON
+/// text: the vault detector also knows each value's JSON-escaped form.
+fn redact_across(
+    text: &str,
+    redactor: &Redactor,
+    redactions: &mut Vec<Redaction>,
+) -> Result<Option<String>, Refusal> {
+    let spans = text_values(text)?;
+    if spans.len() < 2 {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = spans.iter().map(|&(s, e)| &text[s..e]).collect();
+    let across = redactor.scan_across(&parts);
+    if across.iter().all(Vec::is_empty) {
+        return Ok(None);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (&(s, _), pieces) in spans.iter().zip(across) {
+        for f in pieces {
+            let (a, z) = (s + f.start, s + f.end);
+            let Some(name) = &f.secret else { continue };
+            if a < copied || inside_escape(bytes, a) || inside_escape(bytes, z) {
+                continue;
+            }
+            out.push_str(&text[copied..a]);
+            out.push_str(&format!("SECRET_REF({name})"));
+            copied = z;
+            redactions.push(Redaction {
+                detector: "vault",
+                rule: f.rule.into_owned(),
+            });
+        }
+    }
+    if copied == 0 {
+        return Ok(None);
+    }
+    out.push_str(&text[copied..]);
+    Ok(Some(out))
 }
 
 /// Every JSON string of `text` (already validated as JSON) through the redactor (long strings

@@ -58,6 +58,14 @@ pub struct Outcome {
     pub usage_seen: bool,
     /// Whether the side copy was abandoned (an event or body larger than the buffer cap).
     pub overflow: bool,
+    /// The response was a stream (SSE).
+    pub streamed: bool,
+    /// The response reached its logical end: a stream's terminal event (`message_stop`,
+    /// `[DONE]`, `response.completed`/`.incomplete`/`.failed`, a Gemini candidate with a
+    /// `finishReason`), or a JSON body that parsed whole. A client may close right after it,
+    /// before the upstream's end of body: the usage is still complete. A stream that ends
+    /// cleanly without it was cut short.
+    pub finished: bool,
 }
 
 fn num(v: &Value, key: &str) -> Option<u64> {
@@ -217,7 +225,10 @@ impl Tap {
             },
             acc: Acc {
                 provider,
-                out: Outcome::default(),
+                out: Outcome {
+                    streamed: sse,
+                    ..Outcome::default()
+                },
             },
             cap,
             strip_usage_chunk: strip_usage_chunk && sse,
@@ -318,6 +329,9 @@ fn on_event(acc: &mut Acc, raw: &[u8], strip: bool) -> bool {
     let Some(data) = ev.data else {
         return false;
     };
+    if !acc.out.finished && is_terminal(&data) {
+        acc.out.finished = true;
+    }
     let interesting = memchr::memmem::find(&data, b"usage").is_some()
         || (acc.out.model.is_none() && memchr::memmem::find(&data, b"model").is_some());
     if !interesting {
@@ -340,10 +354,52 @@ fn is_usage_only_chunk(v: &Value) -> bool {
 }
 
 /// A non-streamed body, or Gemini's JSON-array stream (whole or cut short).
+/// Whether an SSE event's data is its stream's terminal event.
+fn is_terminal(data: &[u8]) -> bool {
+    if data.trim_ascii() == b"[DONE]" {
+        return true;
+    }
+    const MARKERS: [&[u8]; 5] = [
+        b"message_stop",
+        b"response.completed",
+        b"response.incomplete",
+        b"response.failed",
+        b"finishReason",
+    ];
+    // Parsed only when a marker appears (model text could contain one; the type decides).
+    if !MARKERS
+        .iter()
+        .any(|m| memchr::memmem::find(data, m).is_some())
+    {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(data) else {
+        return false;
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("message_stop" | "response.completed" | "response.incomplete" | "response.failed") => {
+            true
+        }
+        _ => v
+            .get("candidates")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.get("finishReason").is_some_and(|f| !f.is_null()))
+            }),
+    }
+}
+
 fn json_body(acc: &mut Acc, buf: &[u8]) {
     match serde_json::from_slice::<Value>(buf) {
-        Ok(Value::Array(items)) => items.iter().for_each(|v| acc.on_json(v)),
-        Ok(v) => acc.on_json(&v),
+        Ok(Value::Array(items)) => {
+            acc.out.finished = true;
+            items.iter().for_each(|v| acc.on_json(v));
+        }
+        Ok(v) => {
+            acc.out.finished = true;
+            acc.on_json(&v);
+        }
         Err(_) => {
             for item in complete_array_objects(buf) {
                 if let Ok(v) = serde_json::from_slice::<Value>(item) {

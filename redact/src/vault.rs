@@ -116,6 +116,19 @@ fn json_escape(value: &str) -> String {
         .to_owned()
 }
 
+/// `value` with every character written as a JSON `\uXXXX` escape (UTF-16 code units).
+fn unicode_escape(value: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(value.len() * 6);
+    for unit in value.encode_utf16() {
+        if upper {
+            out.push_str(&format!("\\u{unit:04X}"));
+        } else {
+            out.push_str(&format!("\\u{unit:04x}"));
+        }
+    }
+    out
+}
+
 /// Every searchable form of one value.
 fn variants(value: &str) -> Vec<(String, Encoding)> {
     let bytes = value.as_bytes();
@@ -129,6 +142,10 @@ fn variants(value: &str) -> Vec<(String, Encoding)> {
     // JSON inside JSON (a tool's JSON output quoted into a message): escaped twice.
     add(json_escape(&json), Encoding::Json);
     add(json, Encoding::Json);
+    // Every character as a JSON `\uXXXX` escape (what `ensure_ascii`-style encoders and
+    // obfuscating agents write), lower- and upper-case hex.
+    add(unicode_escape(value, false), Encoding::Json);
+    add(unicode_escape(value, true), Encoding::Json);
     for encoded in url_encodings(value) {
         add(encoded, Encoding::Url);
     }
@@ -241,6 +258,11 @@ mod tests {
 
     #[test]
     fn encodings() {
+        assert_eq!(
+            unicode_escape("pg-é", false),
+            "\\u0070\\u0067\\u002d\\u00e9"
+        );
+        assert_eq!(unicode_escape("pg-é", true), "\\u0070\\u0067\\u002D\\u00E9");
         assert_eq!(url_encodings("a b/c")[0], "a%20b%2Fc");
         assert_eq!(url_encodings("a b/c")[1], "a%20b/c");
         assert_eq!(url_encodings("a b/c")[2], "a+b%2Fc");

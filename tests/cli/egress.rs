@@ -146,7 +146,7 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
     let fake = FakeAnthropic::start();
     let port = free_port();
     let d = Daemon::start(&format!(
-        "[egress]\nlisten = \"127.0.0.1:{port}\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
+        "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
         fake.port
     ));
     let real_key = format!("sk-ant-api03-{}", random_value());
@@ -297,7 +297,9 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
 #[test]
 fn openclaw_configure_routes_providers_through_the_proxy() {
     let port = free_port();
-    let d = Daemon::start(&format!("[egress]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let d = Daemon::start(&format!(
+        "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n"
+    ));
     let oc = d.dir.path().join("openclaw.json");
     std::fs::write(
         &oc,
@@ -345,7 +347,7 @@ fn a_request_in_flight_when_the_daemon_is_killed_is_still_counted() {
     let fake = FakeAnthropic::start();
     let port = free_port();
     let mut d = Daemon::start(&format!(
-        "[egress]\nlisten = \"127.0.0.1:{port}\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
+        "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
         fake.port
     ));
     put_secret(
@@ -394,4 +396,56 @@ fn a_request_in_flight_when_the_daemon_is_killed_is_still_counted() {
         ),
         (&json!(1), &json!(1), &json!("claude-test-1"))
     );
+}
+
+/// Sends `CONNECT target` with the agent's token; returns the response head.
+fn connect(port: u16, target: &str, token: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "CONNECT {target} HTTP/1.1\r\nhost: {target}\r\nproxy-authorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn the_connect_listener_refuses_llm_hosts_and_private_addresses_and_audits_them() {
+    let port = free_port();
+    let d = Daemon::start(&format!(
+        "[egress]\nlisten = \"off\"\nconnect_listen = \"127.0.0.1:{port}\"\n"
+    ));
+    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
+        .trim()
+        .to_owned();
+    assert!(connect(port, "example.com:443", "cgt_wrong").contains(" 407 "));
+    let llm = connect(port, "api.openai.com:443", &token);
+    assert!(llm.starts_with("HTTP/1.1 403"), "{llm}");
+    assert!(llm.contains("x-clawgate-error: llm_provider"), "{llm}");
+    for target in ["127.0.0.1:443", "169.254.169.254:443", "[::1]:443"] {
+        let head = connect(port, target, &token);
+        assert!(head.starts_with("HTTP/1.1 403"), "{target}: {head}");
+    }
+    let audit = stdout(&ok(
+        d.cli_cmd(&["audit", "show", "--json", "--limit", "50"]),
+        "",
+    ));
+    assert!(
+        audit.contains("egress.bypass_attempt") && audit.contains("api.openai.com"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("egress.connect_refused") && audit.contains("169.254.169.254"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&token));
+    // The bundle's host policy is reloaded with the policy (SIGHUP keeps the listener).
+    d.reload();
+    assert!(connect(port, "api.anthropic.com:443", &token).starts_with("HTTP/1.1 403"));
 }

@@ -26,7 +26,7 @@ impl Daemon {
         let egress = if extra.contains("[egress]") {
             ""
         } else {
-            "[egress]\nlisten = \"off\"\n"
+            "[egress]\nlisten = \"off\"\nconnect_listen = \"off\"\n"
         };
         std::fs::write(
             &config,
@@ -308,7 +308,7 @@ fn peers_outside_the_allowed_users_are_refused() {
     std::fs::write(
         &cfg,
         format!(
-            "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n[egress]\nlisten = \"off\"\n[hook]\nallowed_users = [\"65534\"]\n",
+            "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n[egress]\nlisten = \"off\"\nconnect_listen = \"off\"\n[hook]\nallowed_users = [\"65534\"]\n",
             state.display()
         ),
     )
@@ -759,7 +759,7 @@ fn the_approval_page_needs_the_token_and_a_csrf_field() {
     let config = dir.path().join("c.toml");
     std::fs::write(
         &config,
-        format!("state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[egress]\nlisten = \"off\"\n[approvals]\nwait_seconds = 1\n", state.display()),
+        format!("state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[egress]\nlisten = \"off\"\nconnect_listen = \"off\"\n[approvals]\nwait_seconds = 1\n", state.display()),
     )
     .unwrap();
     let mut d = Daemon {

@@ -132,7 +132,7 @@ class ClawgateE2E(unittest.TestCase):
         cls.cg_config.write_text(
             f'state_dir = "{cls.cg_state}"\n'
             f'[admin]\nlisten = "127.0.0.1:{cls.admin_port}"\n'
-            f'[egress]\nlisten = "127.0.0.1:{cls.egress_port}"\n'
+            f'[egress]\nlisten = "127.0.0.1:{cls.egress_port}"\nconnect_listen = "127.0.0.1:{harness.free_port()}"\n'
             f'[egress.upstreams]\nopenai = "{cls.llm.base}"\nanthropic = "{cls.llm.base}"\n'
             f'[approvals]\nwait_seconds = {WAIT_SECONDS}\n'
             f'[policy]\ntier = 2\n')

@@ -40,6 +40,8 @@ pub const USAGE_DB: &str = "usage.db";
 pub const AGENT_TOKENS: &str = "agent-tokens.json";
 /// The egress proxy's default reverse listener.
 pub const DEFAULT_EGRESS_LISTEN: &str = "127.0.0.1:8787";
+/// The egress proxy's default CONNECT listener (the agent's other outbound traffic).
+pub const DEFAULT_CONNECT_LISTEN: &str = "127.0.0.1:8788";
 
 /// The configuration file as written (phase one).
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +123,8 @@ struct RawLog {
 struct RawEgress {
     /// The reverse proxy (`/anthropic/*`, …); `"off"` disables it.
     listen: Option<String>,
+    /// The CONNECT forward proxy; `"off"` disables it.
+    connect_listen: Option<String>,
     /// Provider route name → upstream base URL.
     #[serde(default)]
     upstreams: BTreeMap<String, String>,
@@ -137,6 +141,8 @@ struct RawEgress {
 pub struct EgressSettings {
     /// Where the reverse proxy listens; `None`: not run.
     pub listen: Option<SocketAddr>,
+    /// Where the CONNECT proxy listens; `None`: not run.
+    pub connect_listen: Option<SocketAddr>,
     /// Upstream base URL overrides.
     pub upstreams: Vec<(Provider, String)>,
     /// Largest request body.
@@ -167,25 +173,42 @@ impl EgressSettings {
     }
 }
 
+/// A loopback listen address, its default, or `"off"`.
+fn loopback_listen(value: Option<&str>, default: &str, key: &str) -> Result<Option<SocketAddr>> {
+    match value {
+        Some("off") => Ok(None),
+        other => {
+            let text = other.unwrap_or(default);
+            let addr: SocketAddr = text.parse().map_err(|_| {
+                bad(format!(
+                    "{key} `{text}` is not an address:port (or \"off\")"
+                ))
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(bad(format!(
+                    "{key} {addr} must be a loopback address: the proxy holds the real provider keys and the agent's tokens"
+                )));
+            }
+            Ok(Some(addr))
+        }
+    }
+}
+
 impl RawEgress {
     fn validate(self, state_dir: &Path) -> Result<EgressSettings> {
-        let listen = match self.listen.as_deref() {
-            Some("off") => None,
-            other => {
-                let text = other.unwrap_or(DEFAULT_EGRESS_LISTEN);
-                let addr: SocketAddr = text.parse().map_err(|_| {
-                    bad(format!(
-                        "egress.listen `{text}` is not an address:port (or \"off\")"
-                    ))
-                })?;
-                if !addr.ip().is_loopback() {
-                    return Err(bad(format!(
-                        "egress.listen {addr} must be a loopback address: the proxy holds the real provider keys"
-                    )));
-                }
-                Some(addr)
-            }
-        };
+        let listen = loopback_listen(
+            self.listen.as_deref(),
+            DEFAULT_EGRESS_LISTEN,
+            "egress.listen",
+        )?;
+        let connect_listen = loopback_listen(
+            self.connect_listen.as_deref(),
+            DEFAULT_CONNECT_LISTEN,
+            "egress.connect_listen",
+        )?;
+        if listen.is_some() && listen == connect_listen {
+            return Err(bad("egress.listen and egress.connect_listen must differ"));
+        }
         let mut upstreams = Vec::new();
         for (route, url) in self.upstreams {
             let provider = Provider::from_route(&route).ok_or_else(|| {
@@ -211,6 +234,7 @@ impl RawEgress {
         };
         let settings = EgressSettings {
             listen,
+            connect_listen,
             upstreams,
             max_body_bytes,
             budgets,
@@ -564,6 +588,10 @@ mod tests {
         );
         assert_eq!(s.admin_listen, Some("127.0.0.1:7790".parse().unwrap()));
         assert_eq!(s.egress.listen, Some("127.0.0.1:8787".parse().unwrap()));
+        assert_eq!(
+            s.egress.connect_listen,
+            Some("127.0.0.1:8788".parse().unwrap())
+        );
         assert_eq!(s.egress.usage_db, Path::new("/var/lib/clawgate/usage.db"));
         let c = s.egress.to_config().unwrap();
         assert_eq!(
@@ -644,6 +672,11 @@ mod tests {
             ),
             ("[policy]\ndir = \"/nonexistent/policy\"", "not a directory"),
             ("[egress]\nlisten = \"0.0.0.0:8787\"", "loopback"),
+            ("[egress]\nconnect_listen = \"10.0.0.1:8788\"", "loopback"),
+            (
+                "[egress]\nconnect_listen = \"127.0.0.1:8787\"",
+                "must differ",
+            ),
             ("[egress]\nlisten = \"8787\"", "address:port"),
             ("[egress]\nmax_body_bytes = 10", "max_body_bytes"),
             ("[egress]\nlistn = \"off\"", "unknown field `listn`"),

@@ -87,10 +87,25 @@ async fn serve(
         }
         None => None,
     };
+    let connect = match crate::egress::build_connect(&settings.egress, engine.clone())? {
+        Some(proxy) => {
+            let listener = proxy
+                .bind()
+                .await
+                .map_err(|e| Error::Config(format!("egress CONNECT listener: {e}")))?;
+            Some((proxy, listener))
+        }
+        None => None,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some((proxy, listener)) = egress {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress proxy listening.");
+        let stop = stop_rx.clone();
+        tasks.spawn(async move { proxy.serve(listener, stop).await });
+    }
+    if let Some((proxy, listener)) = connect {
+        tracing::info!(addr = ?listener.local_addr().ok(), "Egress CONNECT listener listening.");
         let stop = stop_rx.clone();
         tasks.spawn(async move { proxy.serve(listener, stop).await });
     }

@@ -7,16 +7,22 @@
 //!   generation (each resolution is logged by the vault; a per-request log would drown it);
 //! * the redactor: the engine's, rebuilt when the vault changes, so the hook server and the proxy
 //!   give a secret the same placeholder;
-//! * usage: `usage.db` in the state directory.
+//! * usage: `usage.db` in the state directory;
+//! * the CONNECT listener ([`build_connect`]): the same tokens, the policy's `[egress]` host
+//!   rules, bypass attempts and refusals audited.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use clawgate_egress::{Egress, EgressConfig, Provider, ProviderKeys, RedactorSource, UsageStore};
+use clawgate_egress::connect::{ConnectAudit, ConnectConfig, ConnectProxy};
+use clawgate_egress::{
+    AgentId, Egress, EgressConfig, Provider, ProviderKeys, RedactorSource, UsageStore,
+};
 use clawgate_protocol::SecretString;
 use clawgate_protocol::secret_ref::{SecretName, SecretRef};
 use clawgate_redact::Redactor;
 use clawgate_vault::ResolveContext;
+use serde_json::json;
 
 use crate::config::EgressSettings;
 use crate::engine::Engine;
@@ -53,6 +59,64 @@ pub fn build(settings: &EgressSettings, engine: Arc<Engine>) -> Result<Egress> {
         .metrics(engine.egress_metrics.clone())
         .build()
         .map_err(|e| Error::Config(format!("egress: {e}")))
+}
+
+/// Builds the CONNECT listener: the same agent tokens, the policy's `[egress]` host rules
+/// (swapped on reload through the engine), bypass attempts and refusals in the audit log.
+pub fn build_connect(
+    settings: &EgressSettings,
+    engine: Arc<Engine>,
+) -> Result<Option<ConnectProxy>> {
+    let Some(listen) = settings.connect_listen else {
+        return Ok(None);
+    };
+    let config = ConnectConfig {
+        listen,
+        reverse_proxy_base: settings.listen.map_or_else(
+            || "the egress proxy's reverse routes".to_owned(),
+            |a| format!("http://{a}"),
+        ),
+        ..ConnectConfig::default()
+    };
+    ConnectProxy::builder(config)
+        .tokens(Arc::new(TokenFileWatcher::new(
+            settings.tokens_file.clone(),
+        )))
+        .policy(engine.connect_policy.clone())
+        .audit(Arc::new(EngineAudit(engine.clone())))
+        .metrics(engine.connect_metrics.clone())
+        .build()
+        .map(Some)
+        .map_err(|e| Error::Config(format!("egress CONNECT: {e}")))
+}
+
+/// CONNECT events worth keeping, in the hash-chained audit log.
+#[derive(Debug)]
+struct EngineAudit(Arc<Engine>);
+
+impl EngineAudit {
+    fn record(&self, kind: &str, body: &serde_json::Value) {
+        if let Err(e) = self.0.store().audit(kind, body) {
+            tracing::error!(error = %e, kind, "Audit record not written.");
+        }
+    }
+}
+
+impl ConnectAudit for EngineAudit {
+    fn bypass_attempt(&self, agent: Option<&AgentId>, host: &str, port: u16) {
+        tracing::warn!(agent = ?agent, host, port, "CONNECT to an LLM provider refused: a redaction bypass attempt.");
+        self.record(
+            "egress.bypass_attempt",
+            &json!({ "agent": agent.map(AgentId::as_str), "host": host, "port": port }),
+        );
+    }
+
+    fn refused(&self, agent: &AgentId, host: &str, port: u16, outcome: &'static str, detail: &str) {
+        self.record(
+            "egress.connect_refused",
+            &json!({ "agent": agent.as_str(), "host": host, "port": port, "outcome": outcome, "detail": detail }),
+        );
+    }
 }
 
 /// The engine's redactor, for the proxy.

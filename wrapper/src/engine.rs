@@ -264,6 +264,10 @@ pub struct Engine {
     pub metrics: Metrics,
     /// The egress proxy's metrics (served with the daemon's).
     pub egress_metrics: Arc<clawgate_egress::Metrics>,
+    /// The CONNECT listener's metrics.
+    pub connect_metrics: Arc<clawgate_egress::connect::ConnectMetrics>,
+    /// The CONNECT listener's host policy, swapped with the policy on reload.
+    pub connect_policy: Arc<clawgate_egress::connect::SharedHostPolicy>,
 }
 
 impl Engine {
@@ -277,6 +281,9 @@ impl Engine {
         store: Store,
         timing: Timing,
     ) -> Result<Engine> {
+        let connect_policy = Arc::new(clawgate_egress::connect::SharedHostPolicy::new(
+            policy.connect_policy(),
+        ));
         let snapshot = build_snapshot(
             policy,
             tier,
@@ -295,6 +302,8 @@ impl Engine {
             shutting_down: AtomicBool::new(false),
             metrics: Metrics::new(),
             egress_metrics: Arc::new(clawgate_egress::Metrics::new()),
+            connect_metrics: Arc::new(clawgate_egress::connect::ConnectMetrics::new()),
+            connect_policy,
         };
         engine.after_policy_change()?;
         Ok(engine)
@@ -318,7 +327,12 @@ impl Engine {
         if let Some(cut) = out.strip_suffix("# EOF\n").map(str::len) {
             out.truncate(cut);
         }
-        out.push_str(&self.egress_metrics.encode());
+        for text in [self.egress_metrics.encode(), self.connect_metrics.encode()] {
+            if let Some(cut) = out.strip_suffix("# EOF\n").map(str::len) {
+                out.truncate(cut);
+            }
+            out.push_str(&text);
+        }
         out
     }
 
@@ -345,6 +359,7 @@ impl Engine {
         version: String,
         timing: Timing,
     ) -> Result<()> {
+        let connect = policy.connect_policy();
         let snapshot = build_snapshot(
             policy,
             tier,
@@ -353,6 +368,7 @@ impl Engine {
             self.placeholder_key,
         )?;
         *self.snapshot.write().map_err(|_| Error::Poisoned)? = Arc::new(snapshot);
+        self.connect_policy.set(connect);
         *self.timing.write().map_err(|_| Error::Poisoned)? = timing;
         self.after_policy_change()
     }

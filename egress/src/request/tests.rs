@@ -306,3 +306,60 @@ fn cached_redactions_are_the_same_as_fresh_ones() {
         assert!(!got.contains("hunter2-Very-Secret-Pw"));
     }
 }
+
+#[test]
+fn vault_values_split_across_messages_are_redacted_in_each_piece() {
+    let r = redactor();
+    let cases = [
+        // Anthropic content blocks: "type" values between the pieces.
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"pw: hunter2-Very"},{"type":"text","text":"-Secret-Pw ok"}]}]}"#,
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"pw: SECRET_REF(db)"},{"type":"text","text":"SECRET_REF(db) ok"}]}]}"#,
+        ),
+        // OpenAI chat messages: "role" values between the pieces; three pieces.
+        (
+            r#"{"messages":[{"role":"user","content":"a hunter2-"},{"role":"user","content":"Very-Secret"},{"role":"user","content":"-Pw b"}]}"#,
+            r#"{"messages":[{"role":"user","content":"a SECRET_REF(db)"},{"role":"user","content":"SECRET_REF(db)"},{"role":"user","content":"SECRET_REF(db) b"}]}"#,
+        ),
+    ];
+    for (body, want) in cases {
+        let p = prepare(
+            Provider::Anthropic,
+            "/v1/messages",
+            true,
+            Bytes::from(body),
+            &r,
+            None,
+        )
+        .unwrap();
+        assert_eq!(std::str::from_utf8(&p.body).unwrap(), want);
+        serde_json::from_slice::<Value>(&p.body).unwrap();
+        assert!(p.redactions.iter().any(|x| x.detector == "vault"));
+    }
+    // Escapes before a piece are kept intact (the piece starts after `\n`).
+    let escaped = r#"{"messages":[{"content":"x\nhunter2-Very"},{"content":"-Secret-Pw"}]}"#;
+    let p = prepare(
+        Provider::OpenAi,
+        "/v1/x",
+        true,
+        Bytes::from(escaped),
+        &r,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&p.body).unwrap(),
+        r#"{"messages":[{"content":"x\nSECRET_REF(db)"},{"content":"SECRET_REF(db)"}]}"#
+    );
+}
+
+#[test]
+fn escapes_are_recognised() {
+    let b = br#"a\nb\\c\u0041d"#;
+    assert!(inside_escape(b, 2)); // the `n` of \n
+    assert!(!inside_escape(b, 3)); // b
+    assert!(inside_escape(b, 5)); // second backslash of \\
+    assert!(!inside_escape(b, 6)); // c
+    assert!(inside_escape(b, 9)); // a hex digit of \u0041
+    assert!(!inside_escape(b, 13)); // d
+}

@@ -194,3 +194,33 @@ fn oversized_json_is_marked_overflow() {
     assert!(o.overflow);
     assert!(!o.usage_seen);
 }
+
+#[test]
+fn streams_are_finished_only_by_their_terminal_event() {
+    let whole = sse_outcome(Provider::Anthropic, ANTHROPIC, &[]);
+    assert!(whole.streamed && whole.finished);
+    // Cut cleanly after message_start (or anywhere before message_stop): not finished.
+    let stop = memchr::memmem::find(ANTHROPIC, b"event: message_stop").unwrap();
+    for cut in [200, stop] {
+        let o = sse_outcome(Provider::Anthropic, &ANTHROPIC[..cut], &[]);
+        assert!(!o.finished, "cut at {cut}");
+    }
+    // Model text that merely mentions a terminal name is not the terminal.
+    let fake = b"data: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"message_stop [DONE] response.completed\"}}\n\n";
+    assert!(!sse_outcome(Provider::Anthropic, fake, &[]).finished);
+    for (provider, terminal) in [
+        (Provider::OpenAi, &b"data: [DONE]\n\n"[..]),
+        (
+            Provider::OpenAi,
+            b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{}}\n\n",
+        ),
+        (
+            Provider::Gemini,
+            b"data: {\"candidates\":[{\"finishReason\":\"STOP\"}]}\n\n",
+        ),
+    ] {
+        assert!(sse_outcome(provider, terminal, &[]).finished, "{provider}");
+    }
+    assert!(json_outcome(Provider::OpenAi, b"{\"id\":\"x\"}").finished);
+    assert!(!json_outcome(Provider::OpenAi, b"{\"id\":").finished);
+}

@@ -436,6 +436,9 @@ pub fn gemini_chunks() -> Vec<String> {
         let mut v = json!({"usageMetadata":{"promptTokenCount":prompt,"cachedContentTokenCount":cached,"candidatesTokenCount":cands,"thoughtsTokenCount":th,"totalTokenCount":prompt+cands+th},"modelVersion":"gemini-2.5-flash","responseId":"r1"});
         if let Some(t) = text {
             v["candidates"] = json!([{"content":{"parts":[{"text":t}],"role":"model"},"index":0}]);
+            if t == "lo" {
+                v["candidates"][0]["finishReason"] = json!("STOP");
+            }
         }
         v.to_string()
     };
