@@ -383,12 +383,15 @@ pub(crate) fn prepare(
     let mut redactions = Vec::new();
     // Vault values split across strings first (they are in no string whole), then every string.
     let joined = redact_across(text, redactor, &mut redactions)?;
-    let text = joined.as_deref().unwrap_or(text);
-    let redacted = redact_strings(text, redactor, cache, &mut redactions)?;
-    let mut out: Cow<'_, str> = match (redacted, &joined) {
-        (Some(s), _) => Cow::Owned(s),
-        (None, Some(j)) => Cow::Owned(j.clone()),
-        (None, None) => Cow::Borrowed(text),
+    let redacted = redact_strings(
+        joined.as_deref().unwrap_or(text),
+        redactor,
+        cache,
+        &mut redactions,
+    )?;
+    let mut out: Cow<'_, str> = match redacted.or(joined) {
+        Some(s) => Cow::Owned(s),
+        None => Cow::Borrowed(text),
     };
 
     let wants_usage = head
@@ -500,6 +503,24 @@ fn redact_json_string(
     }
 }
 
+/// The closing quote of the JSON string opening at `start`, and whether it holds an escape.
+fn string_end(bytes: &[u8], start: usize) -> Result<(usize, bool), Refusal> {
+    let mut i = start + 1;
+    let mut escaped = false;
+    loop {
+        let Some(o) = bytes.get(i..).and_then(|b| memchr::memchr2(b'"', b'\\', b)) else {
+            return Err(bad_json("unterminated string"));
+        };
+        let j = i + o;
+        if bytes[j] == b'\\' {
+            escaped = true;
+            i = j + 2;
+        } else {
+            return Ok((j, escaped));
+        }
+    }
+}
+
 /// Keys whose string values are structure, not text: a secret split across two messages has
 /// `"role": "user"` or `"type": "text"` between its pieces, which must not hide it.
 const STRUCTURAL_KEYS: [&str; 19] = [
@@ -533,18 +554,7 @@ fn text_values(text: &str) -> Result<Vec<(usize, usize)>, Refusal> {
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
         let start = pos + off;
-        let mut i = start + 1;
-        let end = loop {
-            let Some(o) = bytes.get(i..).and_then(|b| memchr::memchr2(b'"', b'\\', b)) else {
-                return Err(bad_json("unterminated string"));
-            };
-            let j = i + o;
-            if bytes[j] == b'\\' {
-                i = j + 2;
-            } else {
-                break j;
-            }
-        };
+        let (end, _) = string_end(bytes, start)?;
         let raw = &text[start + 1..end];
         let is_key = bytes[end + 1..]
             .iter()
@@ -642,20 +652,7 @@ pub(crate) fn redact_strings(
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
         let start = pos + off;
-        let mut i = start + 1;
-        let mut escaped = false;
-        let end = loop {
-            let Some(o) = bytes.get(i..).and_then(|b| memchr::memchr2(b'"', b'\\', b)) else {
-                return Err(bad_json("unterminated string"));
-            };
-            let j = i + o;
-            if bytes[j] == b'\\' {
-                escaped = true;
-                i = j + 2;
-            } else {
-                break j;
-            }
-        };
+        let (end, escaped) = string_end(bytes, start)?;
         // The string as written (quotes included), and between the quotes.
         let quoted = &text[start..=end];
         let raw = &text[start + 1..end];

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::{Request, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -31,52 +31,22 @@ impl Egress {
 
     /// Serves `listener` until `shutdown` turns true (or its sender is dropped), then shuts
     /// down gracefully and flushes the usage store.
-    pub async fn serve(&self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-        let limit = Arc::new(Semaphore::new(self.config().max_connections));
-        let mut conns = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                _ = shutdown.changed() => break,
-            };
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        let egress = self.clone();
-                        let stop = shutdown.clone();
-                        conns.spawn(async move {
-                            egress.connection(TokioIo::new(stream), stop).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        // Out of file descriptors, say: back off instead of spinning.
-                        tracing::warn!(error = %e, "Egress accept failed.");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
-            while conns.try_join_next().is_some() {}
-        }
-        drop(listener);
-        let grace = self.config().shutdown_grace;
-        let drained =
-            tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::warn!(
-                open = conns.len(),
-                "Egress connections still open after the shutdown grace; closing them."
-            );
-            conns.shutdown().await;
-        }
+    pub async fn serve(&self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+        let egress = self.clone();
+        let stop = shutdown.clone();
+        accept_loop(
+            listener,
+            self.config().max_connections,
+            self.config().shutdown_grace,
+            shutdown,
+            "egress",
+            move |stream| {
+                let egress = egress.clone();
+                let stop = stop.clone();
+                async move { egress.connection(TokioIo::new(stream), stop).await }
+            },
+        )
+        .await;
         if let Err(e) = self.usage_store().flush().await {
             tracing::error!(error = %e, "Usage not flushed at shutdown.");
         }
@@ -109,5 +79,66 @@ impl Egress {
                 let _ = conn.await;
             }
         }
+    }
+}
+
+/// The accept loop both listeners share: TCP_NODELAY on every accepted socket, at most `max`
+/// connections at once (more wait in the listen backlog), each handled by `handle` on its own
+/// task; when `shutdown` turns true (or its sender is dropped) it stops accepting, gives open
+/// connections `grace` to finish and cuts the rest.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max: usize,
+    grace: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(max));
+    let mut conns = JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let served = handle(stream);
+                    conns.spawn(async move {
+                        served.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors, say: back off instead of spinning.
+                    tracing::warn!(listener = what, error = %e, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained =
+        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!(
+            listener = what,
+            open = conns.len(),
+            "Connections still open after the shutdown grace; closing them."
+        );
+        conns.shutdown().await;
     }
 }

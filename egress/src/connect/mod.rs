@@ -77,8 +77,7 @@ use clawgate_policies::egress::ConnectHost;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 pub use addr::{AddressFilter, is_public};
 pub use clawgate_policies::egress::{ConnectPolicy, DenyKind, HostDecision};
@@ -384,7 +383,7 @@ impl ConnectProxy {
     /// Serves `listener` until `shutdown` turns true (or its sender is dropped), then stops
     /// accepting, gives open tunnels [`ConnectConfig::shutdown_grace`] and cuts the rest. A
     /// listener that is not on a loopback address is refused (nothing is served).
-    pub async fn serve(&self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(&self, listener: TcpListener, shutdown: watch::Receiver<bool>) {
         match listener.local_addr() {
             Ok(a) if a.ip().is_loopback() => {}
             other => {
@@ -392,49 +391,19 @@ impl ConnectProxy {
                 return;
             }
         }
-        let limit = Arc::new(Semaphore::new(self.inner.config.max_connections));
-        let mut conns = JoinSet::new();
-        loop {
-            if *shutdown.borrow() {
-                break;
-            }
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                _ = shutdown.changed() => break,
-            };
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nodelay(true);
-                        let proxy = self.clone();
-                        conns.spawn(async move {
-                            proxy.connection(stream).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "CONNECT accept failed.");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
-            while conns.try_join_next().is_some() {}
-        }
-        drop(listener);
-        let grace = self.inner.config.shutdown_grace;
-        let drained =
-            tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
-        if drained.is_err() {
-            tracing::info!(
-                open = conns.len(),
-                "CONNECT tunnels still open after the shutdown grace; closing them."
-            );
-            conns.shutdown().await;
-        }
+        let proxy = self.clone();
+        crate::server::accept_loop(
+            listener,
+            self.inner.config.max_connections,
+            self.inner.config.shutdown_grace,
+            shutdown,
+            "connect",
+            move |stream| {
+                let proxy = proxy.clone();
+                async move { proxy.connection(stream).await }
+            },
+        )
+        .await;
     }
 
     async fn connection(&self, mut client: TcpStream) {
