@@ -587,7 +587,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "github-fine-grained-pat",
             &["github_pat_"],
-            r"\b(github_pat_[A-Za-z0-9_]{60,100})\b",
+            r"\b(github_pat_[A-Za-z0-9_]{60,})\b",
             2,
             104,
         ),
@@ -601,28 +601,28 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "slack-token",
             &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe", "xapp-"],
-            r"\b((?:xox[baprs]|xoxe(?:\.xox[bp])?|xapp)-[0-9A-Za-z\-]{10,250})",
+            r"\b((?:xox[baprs]|xoxe(?:\.xox[bp])?|xapp)-[0-9A-Za-z\-]{10,})",
             2,
             260,
         ),
         rule(
             "slack-webhook",
             &["hooks.slack.com"],
-            r"(https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,160})",
+            r"(https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_\-]{20,})",
             12,
             180,
         ),
         rule(
             "stripe-secret-key",
             &["sk_live_", "sk_test_", "rk_live_", "rk_test_"],
-            r"\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,250})\b",
+            r"\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,})\b",
             2,
             260,
         ),
         rule(
             "openai-api-key",
             &["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-none-"],
-            r"\b(sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,250})",
+            r"\b(sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,})",
             2,
             260,
         ),
@@ -636,7 +636,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "anthropic-api-key",
             &["sk-ant-"],
-            r"\b(sk-ant-(?:api|admin|sid|oat)\d{2}-[A-Za-z0-9_\-]{20,300})",
+            r"\b(sk-ant-(?:api|admin|sid|oat)\d{2}-[A-Za-z0-9_\-]{20,})",
             2,
             320,
         ),
@@ -680,7 +680,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "pypi-token",
             &["pypi-ageichlwas5vcmc"],
-            r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,300})",
+            r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})",
             2,
             320,
         ),
@@ -715,7 +715,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "private-key",
             &["private key"],
-            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,32768}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----",
+            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----",
             40,
             33_000,
         ),
@@ -732,7 +732,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "url-credentials",
                 &["://"],
-                r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{0,128}:([^\s@/"'<>]{1,256})@"#,
+                r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{0,}:([^\s@/"'<>]{1,})@"#,
                 24,
                 400,
             )
@@ -763,7 +763,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "http-basic-auth",
                 &["curl", "wget", "--user", "auth=(", "basicauth("],
-                r#"(?i)(?:(?:^|\s)(?:-u|--user)[ =]+['"]?[^\s:'"`@/]{1,64}:([^\s'"`]{1,256})|\bauth\s*=\s*\(\s*\\?["'][^"'\r\n]{0,64}\\?["']\s*,\s*\\?["']([^"'\r\n\\]{1,256})\\?["']|basicauth\(\s*\\?["'][^"'\r\n]{0,64}\\?["']\s*,\s*\\?["']([^"'\r\n\\]{1,256})\\?["'])"#,
+                r#"(?i)(?:(?:^|\s)(?:-u|--user)[ =]+['"]?[^\s:'"`@/]{1,64}:([^\s'"`]{1,})|\bauth\s*=\s*\(\s*\\?["'][^"'\r\n]{0,64}\\?["']\s*,\s*\\?["']([^"'\r\n\\]{1,})\\?["']|basicauth\(\s*\\?["'][^"'\r\n]{0,64}\\?["']\s*,\s*\\?["']([^"'\r\n\\]{1,})\\?["'])"#,
                 2,
                 400,
             )
@@ -779,7 +779,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
                     r#"(?i)(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}"#,
                     r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
                     r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
-                    r#"(?:\\"([^"\\\r\n]{4,256})\\"|"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})'|`([^`\r\n]{4,256})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,254}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                    r#"(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|`([^`\r\n]{4,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
                 ),
                 2,
                 340,
@@ -793,7 +793,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "password-assignment",
                 &["password", "passwd", "passphrase", "pwd"],
-                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{4,256})\\"|"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})')"#,
+                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})')"#,
                 40,
                 300,
             )
@@ -804,7 +804,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "secret-assignment",
                 &["secret"],
-                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?secret[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{8,256})\\"|"([^"\r\n]{8,256})"|'([^'\r\n]{8,256})')"#,
+                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?secret[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})')"#,
                 40,
                 300,
             )
@@ -818,7 +818,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 &["password", "passwd", "passphrase"],
                 concat!(
                     r#"(?i)(?:password|passwd|passphrase)[A-Za-z0-9_\-]{0,24}\\?["']?[ \t]*(?:\r?\n|\\n)[ \t+\-]*value:[ \t]*"#,
-                    r#"(?:\\"([^"\\\r\n]{4,256})\\"|"([^"\r\n]{4,256})"|'([^'\r\n]{4,256})'|([^\s"'`,;)}\]\\]{4,256}))"#,
+                    r#"(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|([^\s"'`,;)}\]\\]{4,}))"#,
                 ),
                 2,
                 340,
@@ -832,7 +832,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 &["secret"],
                 concat!(
                     r#"(?i)secret[A-Za-z0-9_\-]{0,24}\\?["']?[ \t]*(?:\r?\n|\\n)[ \t+\-]*value:[ \t]*"#,
-                    r#"(?:\\"([^"\\\r\n]{8,256})\\"|"([^"\r\n]{8,256})"|'([^'\r\n]{8,256})'|([^\s"'`,;)}\]\\]{8,256}))"#,
+                    r#"(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})'|([^\s"'`,;)}\]\\]{8,}))"#,
                 ),
                 2,
                 340,
@@ -845,7 +845,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "password-assignment",
                 &["--password", "--passwd"],
-                r#"(?:^|\s)--(?:password|passwd)(?:[ \t]+|=)(?:'([^'\r\n]{1,256})'|"([^"\r\n]{1,256})"|([^\s'"]{1,256}))"#,
+                r#"(?:^|\s)--(?:password|passwd)(?:[ \t]+|=)(?:'([^'\r\n]{1,})'|"([^"\r\n]{1,})"|([^\s'"]{1,}))"#,
                 4,
                 300,
             )
@@ -857,7 +857,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "password-assignment",
                 &["password", "passwd", "passphrase"],
-                r#"(?i)<(?:[a-z_\-]{0,20}password|passwd|passphrase)>([^<\r\n]{4,256})</"#,
+                r#"(?i)<(?:[a-z_\-]{0,20}password|passwd|passphrase)>([^<\r\n]{4,})</"#,
                 24,
                 300,
             )
@@ -869,7 +869,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "secret-assignment",
                 &["secret"],
-                r#"(?i)\bsecret[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{8,128})"#,
+                r#"(?i)\bsecret[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{8,})"#,
                 2,
                 140,
             )
@@ -897,7 +897,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
                     r#"(?i)secret[A-Za-z0-9_\-]{0,24}"#,
                     r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
                     r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
-                    r#"(?:\\"([^"\\\r\n]{8,256})\\"|"([^"\r\n]{8,256})"|'([^'\r\n]{8,256})'|`([^`\r\n]{8,256})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){6,254}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                    r#"(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})'|`([^`\r\n]{8,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){6,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
                 ),
                 2,
                 340,
