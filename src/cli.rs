@@ -62,6 +62,9 @@ pub(crate) enum Command {
     /// Tokens the egress proxy metered, per agent, provider, model and hour.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Prepare this host, one idempotent step at a time (as root).
+    #[command(subcommand)]
+    Provision(crate::provision_cmd::ProvisionCommand),
 }
 
 #[derive(Debug, Subcommand)]

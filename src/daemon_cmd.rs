@@ -49,6 +49,7 @@ pub(crate) fn serve(
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let initial = settings(global, env, config.as_deref())?;
+    let lock_probe = crate::provision_cmd::lock_probe(&initial)?;
     let state_flag = global.state_dir.clone();
     let reload = Box::new(move || {
         let global = GlobalArgs {
@@ -61,7 +62,7 @@ pub(crate) fn serve(
         )
         .map_err(|e| clawgate_wrapper::Error::Config(format!("{e:#}")))
     });
-    clawgate_wrapper::daemon::run(initial, reload)?;
+    clawgate_wrapper::daemon::run(initial, reload, lock_probe)?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod cli;
 mod daemon_cmd;
 mod egress_cmd;
 mod policy_cmd;
+mod provision_cmd;
 mod redact_cmd;
 mod state;
 mod vault_cmd;
@@ -69,6 +70,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Openclaw(cmd) => daemon_cmd::openclaw(&cli.global, &env, cmd),
         cli::Command::Egress(cmd) => egress_cmd::egress(&cli.global, &env, cmd),
         cli::Command::Usage(cmd) => egress_cmd::usage(&cli.global, &env, cmd),
+        cli::Command::Provision(cmd) => provision_cmd::run(&cli.global, &env, cmd),
     }
 }
 

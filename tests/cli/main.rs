@@ -12,6 +12,7 @@ mod egress;
 mod leaks;
 mod openapi;
 mod policy_cli;
+mod provision;
 mod redact_cli;
 mod serve;
 mod vault_cli;

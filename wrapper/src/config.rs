@@ -63,6 +63,8 @@ pub struct RawConfig {
     log: RawLog,
     #[serde(default)]
     egress: RawEgress,
+    /// Absent: no egress lock is expected (the embedded default, for developer machines).
+    egress_lock: Option<RawEgressLock>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,6 +136,65 @@ struct RawEgress {
     /// Per-agent daily token budgets.
     #[serde(default)]
     agent_daily_tokens: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgressLock {
+    /// The agent's user, as locked by `clawgate provision firewall --agent-user`.
+    agent_user: Option<String>,
+    /// Block every tool call while the lock is not verified (default true).
+    required: Option<bool>,
+    /// Seconds between checks (default 2).
+    check_seconds: Option<u64>,
+}
+
+/// Default seconds between two checks of the egress lock.
+pub const DEFAULT_LOCK_CHECK_SECS: u64 = 2;
+
+/// The egress lock `clawgate serve` watches (the nftables table `inet clawgate_egress`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressLockSettings {
+    /// The agent's user name as configured.
+    pub agent_user: String,
+    /// Its uid.
+    pub agent_uid: u32,
+    /// Tool calls are blocked while the lock is not verified; when false the watcher only
+    /// reports (audit, metrics, health).
+    pub required: bool,
+    /// Time between checks.
+    pub check_every: Duration,
+}
+
+impl RawEgressLock {
+    fn validate(self, accounts: &dyn Accounts) -> Result<EgressLockSettings> {
+        let agent_user = self.agent_user.ok_or_else(|| {
+            bad("egress_lock.agent_user is missing: name the agent's user (the one `clawgate provision firewall --agent-user` locked)")
+        })?;
+        let agent_uid = accounts
+            .uid(&agent_user)
+            .ok_or_else(|| bad(format!("egress_lock.agent_user: no user `{agent_user}`")))?;
+        if agent_uid == 0 {
+            return Err(bad(
+                "egress_lock.agent_user is root: the agent must run as its own unprivileged user",
+            ));
+        }
+        if agent_uid == accounts.own_uid() {
+            return Err(bad(format!(
+                "egress_lock.agent_user `{agent_user}` is the daemon's own user: the lock would cut the proxy off from the providers"
+            )));
+        }
+        let secs = self.check_seconds.unwrap_or(DEFAULT_LOCK_CHECK_SECS);
+        if !(1..=60).contains(&secs) {
+            return Err(bad("egress_lock.check_seconds must be 1..=60"));
+        }
+        Ok(EgressLockSettings {
+            agent_user,
+            agent_uid,
+            required: self.required.unwrap_or(true),
+            check_every: Duration::from_secs(secs),
+        })
+    }
 }
 
 /// The egress proxy's settings.
@@ -316,6 +377,8 @@ pub struct Settings {
     pub log: LogTarget,
     /// The egress proxy.
     pub egress: EgressSettings,
+    /// The egress lock to watch; `None`: none expected.
+    pub egress_lock: Option<EgressLockSettings>,
 }
 
 /// Looks up users and groups; a seam so tests need no real accounts.
@@ -492,8 +555,10 @@ impl RawConfig {
             }
         };
         let egress = self.egress.validate(&state_dir)?;
+        let egress_lock = self.egress_lock.map(|l| l.validate(accounts)).transpose()?;
         Ok(Settings {
             egress,
+            egress_lock,
             vault_path: in_state(v.path, VAULT_DB),
             admin_token_file: in_state(self.admin.token_file, ADMIN_TOKEN),
             db_path: state_dir.join(DAEMON_DB),
@@ -593,6 +658,7 @@ mod tests {
             Some("127.0.0.1:8788".parse().unwrap())
         );
         assert_eq!(s.egress.usage_db, Path::new("/var/lib/clawgate/usage.db"));
+        assert_eq!(s.egress_lock, None, "no lock is expected by default");
         let c = s.egress.to_config().unwrap();
         assert_eq!(
             c.upstream(Provider::Anthropic).authority(),
@@ -611,6 +677,27 @@ mod tests {
         assert_eq!(c.upstream(Provider::OpenAi).authority(), "127.0.0.1:9");
         assert_eq!(c.budgets.limit_for("main"), Some(5));
         assert_eq!(c.budgets.limit_for("other"), Some(1000));
+    }
+
+    #[test]
+    fn the_egress_lock_table() {
+        let s = settings("[egress_lock]\nagent_user = \"openclaw\"\n").unwrap();
+        assert_eq!(
+            s.egress_lock,
+            Some(EgressLockSettings {
+                agent_user: "openclaw".into(),
+                agent_uid: 1001,
+                required: true,
+                check_every: Duration::from_secs(2),
+            })
+        );
+        let s = settings(
+            "[egress_lock]\nagent_user = \"openclaw\"\nrequired = false\ncheck_seconds = 5\n",
+        )
+        .unwrap();
+        let lock = s.egress_lock.unwrap();
+        assert!(!lock.required);
+        assert_eq!(lock.check_every, Duration::from_secs(5));
     }
 
     #[test]
@@ -687,6 +774,22 @@ mod tests {
             (
                 "[egress.upstreams]\nopenai = \"http://example.com\"",
                 "loopback host",
+            ),
+            ("[egress_lock]\nrequired = true", "agent_user is missing"),
+            ("[egress_lock]\nagent_user = \"nosuch\"", "no user `nosuch`"),
+            ("[egress_lock]\nagent_user = \"0\"", "root"),
+            ("[egress_lock]\nagent_user = \"999\"", "daemon's own user"),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\ncheck_seconds = 0",
+                "check_seconds",
+            ),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\ncheck_seconds = 61",
+                "check_seconds",
+            ),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\nrequierd = true",
+                "unknown field `requierd`",
             ),
         ];
         for (text, want) in cases {

@@ -19,6 +19,7 @@ use crate::admin::AdminPage;
 use crate::config::{Settings, SocketSettings, VaultKey};
 use crate::engine::{Engine, Timing};
 use crate::error::{Error, Result};
+use crate::lock::{EgressLock, LockProbe};
 use crate::server::{self, AdminSocketApi, HookApi, PeerRule};
 use crate::store::Store;
 
@@ -32,14 +33,32 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Re-reads and validates the configuration (for SIGHUP).
 pub type Reloader = Box<dyn Fn() -> Result<Settings> + Send + Sync>;
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(settings: Settings, reload: Reloader) -> Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT. `lock_probe` reads the egress lock; it is required
+/// when the configuration has an `[egress_lock]` table.
+pub fn run(
+    settings: Settings,
+    reload: Reloader,
+    lock_probe: Option<Arc<dyn LockProbe>>,
+) -> Result<()> {
+    let watcher = match (&settings.egress_lock, lock_probe) {
+        (None, _) => None,
+        (Some(l), Some(probe)) => Some((
+            Arc::new(EgressLock::new(&l.agent_user, l.required)),
+            probe,
+            l.check_every,
+        )),
+        (Some(_), None) => {
+            return Err(Error::Config(
+                "egress_lock is configured but this build has no way to read it".into(),
+            ));
+        }
+    };
     ensure_private_dir(&settings.state_dir)?;
     let vault = open_vault(&settings)?;
     let placeholder_key = placeholder_key(&settings.state_dir)?;
     let (policy, version) = load_policy(&settings)?;
     let store = Store::open(&settings.db_path)?;
-    let engine = Arc::new(Engine::new(
+    let mut engine = Engine::new(
         policy,
         settings.tier,
         version,
@@ -47,14 +66,19 @@ pub fn run(settings: Settings, reload: Reloader) -> Result<()> {
         placeholder_key,
         store,
         timing(&settings),
-    )?);
+    )?;
+    if let Some((lock, _, _)) = &watcher {
+        engine = engine.with_egress_lock(lock.clone());
+    }
+    let engine = Arc::new(engine);
+    let watcher = watcher.map(|(_, probe, every)| (probe, every));
     let token = admin_token(&settings.admin_token_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(settings, engine, token, reload))
+    runtime.block_on(serve(settings, engine, token, reload, watcher))
 }
 
 async fn serve(
@@ -62,6 +86,7 @@ async fn serve(
     engine: Arc<Engine>,
     token: SecretString,
     reload: Reloader,
+    watcher: Option<(Arc<dyn LockProbe>, Duration)>,
 ) -> Result<()> {
     // Handlers first: a SIGHUP that arrives once the sockets answer must reload, not kill.
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
@@ -99,6 +124,16 @@ async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some((probe, every)) = watcher {
+        // Before the listeners: the first check runs at once (calls are blocked until it
+        // passes when the lock is required).
+        tasks.spawn(crate::lock::watch(
+            engine.clone(),
+            probe,
+            every,
+            stop_rx.clone(),
+        ));
+    }
     if let Some((proxy, listener)) = egress {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress proxy listening.");
         let stop = stop_rx.clone();
@@ -186,9 +221,10 @@ fn reload_now(engine: &Engine, reload: &Reloader, running: &Settings) {
             || s.admin != running.admin
             || s.admin_listen != running.admin_listen
             || s.egress != running.egress
+            || s.egress_lock != running.egress_lock
         {
             tracing::warn!(
-                "Socket, listener and egress settings changed; they take effect at the next restart."
+                "Socket, listener, egress and egress-lock settings changed; they take effect at the next restart."
             );
         }
         let (policy, version) = load_policy(&s)?;

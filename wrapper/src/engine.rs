@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+use crate::lock::EgressLock;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::secrets;
 use crate::store::{Approval, GrantKind, NewApproval, Status, Store};
@@ -260,6 +261,8 @@ pub struct Engine {
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     recent: Mutex<Recent>,
     shutting_down: AtomicBool,
+    /// The egress lock the watcher keeps current; consulted first by every decision.
+    egress_lock: Option<Arc<EgressLock>>,
     /// Metrics.
     pub metrics: Metrics,
     /// The egress proxy's metrics (served with the daemon's).
@@ -300,6 +303,7 @@ impl Engine {
             waiters: Mutex::new(HashMap::new()),
             recent: Mutex::new(Recent::default()),
             shutting_down: AtomicBool::new(false),
+            egress_lock: None,
             metrics: Metrics::new(),
             egress_metrics: Arc::new(clawgate_egress::Metrics::new()),
             connect_metrics: Arc::new(clawgate_egress::connect::ConnectMetrics::new()),
@@ -307,6 +311,20 @@ impl Engine {
         };
         engine.after_policy_change()?;
         Ok(engine)
+    }
+
+    /// Makes every decision depend on `lock` (see [`crate::lock`]): while it is not in force
+    /// (and required) every tool call is blocked.
+    pub fn with_egress_lock(mut self, lock: Arc<EgressLock>) -> Engine {
+        self.metrics
+            .set_egress_lock(&lock.status(), &std::collections::BTreeMap::new());
+        self.egress_lock = Some(lock);
+        self
+    }
+
+    /// The egress lock, when one is configured.
+    pub fn egress_lock(&self) -> Option<&Arc<EgressLock>> {
+        self.egress_lock.as_ref()
     }
 
     /// The snapshot in force.
@@ -414,6 +432,11 @@ impl Engine {
         let ctx = CallContext::from_body(body);
         let snap = self.fresh_snapshot()?;
         let tool = canonical_tool(&call.tool).to_owned();
+        // Before anything else, remembered answers included: without the lock the agent's
+        // traffic may bypass the proxy, so nothing runs.
+        if let Some(reason) = self.egress_lock.as_ref().and_then(|l| l.block_reason()) {
+            return self.block_unlocked(hook, &tool, &call, &snap, &ctx, reason);
+        }
         if let Some(id) = &ctx.tool_call_id
             && self
                 .recent()?
@@ -476,6 +499,12 @@ impl Engine {
                 .await?
             }
         };
+        // An approval wait can outlast the lock: check again before anything is allowed.
+        if matches!(outcome, Outcome::Allowed { .. })
+            && let Some(reason) = self.egress_lock.as_ref().and_then(|l| l.block_reason())
+        {
+            return self.block_unlocked(hook, &tool, &call, &snap, &ctx, reason);
+        }
         let reply = match outcome {
             Outcome::Blocked {
                 reason,
@@ -786,6 +815,37 @@ impl Engine {
         Ok((applied.params, applied.resolved))
     }
 
+    /// Blocks a call because the egress lock is not in force: counted, audited (with the
+    /// redacted summary, like every decision), not remembered (it passes once the lock is back).
+    fn block_unlocked(
+        &self,
+        hook: Hook,
+        tool: &str,
+        call: &ToolCall,
+        snap: &Snapshot,
+        ctx: &CallContext,
+        reason: String,
+    ) -> Result<Reply> {
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                hook: hook.as_str(),
+                class: "unclassified",
+                outcome: "egress_unlocked",
+            })
+            .inc();
+        let redacted = summary::redact_value(&snap.redactor, &call.params);
+        self.store.audit(
+            "decision",
+            &json!({ "hook": hook.as_str(), "tool": tool, "class": null, "rule": "egress_lock",
+                     "outcome": "egress_unlocked", "action_hash": summary::action_hash(tool, &redacted),
+                     "summary": summary::summarize(tool, &redacted), "approval": null,
+                     "secrets": [], "ctx": ctx.audit_fields() }),
+        )?;
+        tracing::warn!(hook = hook.as_str(), tool, agent = %ctx.agent, tool_call_id = ?ctx.tool_call_id, "Blocked: the egress lock is not in force.");
+        Ok(Reply::Block(reason))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn record_decision(
         &self,
@@ -978,8 +1038,14 @@ impl Engine {
     /// `health`.
     pub fn health(&self) -> Result<Value> {
         let snap = self.snapshot()?;
+        let lock = self.egress_lock.as_ref().map(|l| l.status());
+        let status = match &lock {
+            Some(crate::lock::LockStatus::Held) | None => "ok",
+            Some(_) => "critical",
+        };
         Ok(json!({
-            "status": "ok",
+            "status": status,
+            "egressLock": lock.as_ref().map_or("not_configured", crate::lock::LockStatus::as_str),
             "version": env!("CARGO_PKG_VERSION"),
             "policyVersion": snap.version,
             "tier": snap.tier,

@@ -24,6 +24,11 @@ pub(crate) struct KindLabels {
     pub(crate) kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CounterLabels {
+    pub(crate) counter: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 25 µs .. ~100 s: green decisions sit in the first buckets, approvals in the last.
     Histogram::new(exponential_buckets(0.000_025, 2.0, 22))
@@ -41,6 +46,9 @@ pub struct Metrics {
     pub(crate) resolutions: Family<KindLabels, Counter>,
     pub(crate) redactions: Counter,
     pub(crate) executed_mismatch: Counter,
+    pub(crate) egress_lock_status: Gauge,
+    pub(crate) egress_lock_losses: Counter,
+    pub(crate) egress_lock_packets: Family<CounterLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -56,7 +64,7 @@ impl Metrics {
         let decisions = Family::<DecisionLabels, Counter>::default();
         registry.register(
             "decisions",
-            "Tool-call decisions by hook, class and outcome (allow, granted, approved, ask_pending, owner_denied, expired, denied, refused)",
+            "Tool-call decisions by hook, class and outcome (allow, granted, approved, ask_pending, owner_denied, expired, denied, refused, egress_unlocked)",
             decisions.clone(),
         );
         let hook_latency = Family::<HookLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -103,8 +111,31 @@ impl Metrics {
             "Executed calls whose parameters differ from what Clawgate allowed",
             executed_mismatch.clone(),
         );
+        let egress_lock_status = Gauge::default();
+        // Until a lock is attached: none is configured.
+        egress_lock_status.set(-1);
+        registry.register(
+            "egress_lock_status",
+            "The nftables egress lock: 1 in force, 0 lost or not verified yet, -1 none configured",
+            egress_lock_status.clone(),
+        );
+        let egress_lock_losses = Counter::default();
+        registry.register(
+            "egress_lock_losses",
+            "Times the egress lock was found missing, altered or unreadable (or recreated between two checks)",
+            egress_lock_losses.clone(),
+        );
+        let egress_lock_packets = Family::<CounterLabels, Gauge>::default();
+        registry.register(
+            "egress_lock_packets",
+            "Packets counted by the egress lock's named nftables counters at the last check (agent_allowed_proxy, agent_rejected_tcp, agent_rejected_other)",
+            egress_lock_packets.clone(),
+        );
         Metrics {
             registry,
+            egress_lock_status,
+            egress_lock_losses,
+            egress_lock_packets,
             decisions,
             hook_latency,
             approval_latency,
@@ -118,6 +149,23 @@ impl Metrics {
 
     pub(crate) fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// The egress lock's status and counters, after a check.
+    pub(crate) fn set_egress_lock(
+        &self,
+        status: &crate::lock::LockStatus,
+        counters: &std::collections::BTreeMap<String, u64>,
+    ) {
+        let up = matches!(status, crate::lock::LockStatus::Held);
+        self.egress_lock_status.set(i64::from(up));
+        for (name, packets) in counters {
+            self.egress_lock_packets
+                .get_or_create(&CounterLabels {
+                    counter: name.clone(),
+                })
+                .set(i64::try_from(*packets).unwrap_or(i64::MAX));
+        }
     }
 
     /// The text exposition.

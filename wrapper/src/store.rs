@@ -183,7 +183,8 @@ pub struct AuditRecord {
     pub ts_ms: i64,
     /// `decision`, `approval.created`, `approval.approved`, `approval.denied`,
     /// `approval.expired`, `grant.used`, `secret.resolved`, `secret.refused`, `executed`,
-    /// `llm_output`, `policy.loaded`, `daemon.started`, `daemon.stopped`.
+    /// `llm_output`, `policy.loaded`, `daemon.started`, `daemon.stopped`,
+    /// `egress_lock.verified`, `egress_lock.lost`, `egress_lock.restored`.
     pub kind: String,
     /// The record (JSON), exactly as hashed.
     pub record: String,
@@ -716,6 +717,30 @@ mod tests {
             s.decide("ap_nope", true, GrantKind::Once, "t", DAY),
             Err(Error::NoSuchApproval(_))
         ));
+    }
+
+    /// The Hub recomputes these hashes (`hub/openapi.json`, `POST /v1/audit`): the published
+    /// vector must be this function's output.
+    #[test]
+    fn audit_hash_matches_the_hub_protocol_vector() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub/testdata/vectors.json");
+        let bytes = clawgate_protocol::io::read_capped(&path, 1 << 20).unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let chain = &v["audit_chain"];
+        assert_eq!(chain["genesis"], GENESIS);
+        let records = chain["records"].as_array().unwrap();
+        assert!(!records.is_empty());
+        for r in records {
+            let hash = audit_hash(
+                r["seq"].as_i64().unwrap(),
+                r["ts"].as_i64().unwrap(),
+                r["kind"].as_str().unwrap(),
+                r["prev"].as_str().unwrap(),
+                r["record"].as_str().unwrap(),
+            );
+            assert_eq!(hash, r["hash"].as_str().unwrap(), "seq {}", r["seq"]);
+        }
     }
 
     #[test]
