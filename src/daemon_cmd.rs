@@ -48,6 +48,9 @@ pub(crate) fn serve(
     env: &dyn Env,
     config: Option<PathBuf>,
 ) -> anyhow::Result<()> {
+    // Before the runtime starts its threads: a daemon that rebuilds megabyte-sized redactors
+    // should not keep one arena of freed memory per thread.
+    clawgate_vault::hardening::bound_allocator();
     let initial = settings(global, env, config.as_deref())?;
     let lock_probe = crate::provision_cmd::lock_probe(&initial)?;
     let state_flag = global.state_dir.clone();

@@ -50,7 +50,7 @@ fn filter_bits(mixed: u64) -> u64 {
     (1 << (mixed >> 58)) | (1 << ((mixed >> 52) & 63))
 }
 
-/// A 32-bit fingerprint of a window; a match is confirmed by comparing the whole literal.
+/// The fingerprint bits of a window; a match is confirmed by comparing the whole literal.
 #[inline(always)]
 fn fingerprint(mixed: u64) -> u64 {
     mixed & 0xffff_ffff
@@ -80,53 +80,63 @@ struct Tier {
     /// Directory: entries of bucket `hash >> dir_shift` are `heads[d]..heads[d + 1]`.
     dir_shift: u32,
     heads: Vec<u32>,
-    /// Per indexed window: `fingerprint << 32 | literal << 5 | offset of the window in it`.
-    entries: Vec<u64>,
+    /// Per indexed window: `fingerprint << meta_bits | literal << 5 | offset of the window in
+    /// it`, in 32 bits: the fingerprint gets what the literal id leaves (13 bits for 15,000
+    /// literals: a false candidate costs one literal compare, behind a 1 % filter).
+    entries: Vec<u32>,
+    /// Bits of an entry below the fingerprint.
+    meta_bits: u32,
 }
+
+/// At most this many literals in a [`LiteralSet`]: an id and a window offset share 32 bits.
+pub(crate) const MAX_LITERALS: usize = 1 << (32 - OFFSET_BITS);
+/// At most this many bytes of literals in a [`LiteralSet`] (spans are 32-bit).
+pub(crate) const MAX_LITERAL_BYTES: usize = u32::MAX as usize;
 
 /// Offsets (`< MAX_STEP`) take the low 5 bits of an entry.
 const OFFSET_BITS: u32 = 5;
 
 impl Tier {
     fn new(width: usize, step: usize, literals: &[(u32, &[u8])]) -> Self {
-        // Hash and entry of every indexed window (derived from secrets: wiped below).
-        let mut hashes: Vec<u64> = Vec::with_capacity(literals.len() * step);
-        let mut raw: Vec<u64> = Vec::with_capacity(literals.len() * step);
-        for &(literal, bytes) in literals {
-            for offset in 0..step {
-                if let Some(key) = load(bytes, offset, width) {
-                    let h = hash(key);
-                    let meta = (u64::from(literal) << OFFSET_BITS) | offset as u64;
-                    hashes.push(h);
-                    raw.push((fingerprint(remix(h)) << 32) | meta);
-                }
-            }
-        }
-        let n = raw.len();
+        let id_bits = literals
+            .iter()
+            .map(|&(id, _)| u32::BITS - id.leading_zeros())
+            .max()
+            .unwrap_or(0);
+        let meta_bits = id_bits + OFFSET_BITS;
+        // Every indexed window as (hash, meta), computed again in each pass rather than stored:
+        // a stored copy doubled the peak memory of a build.
+        let windows = || {
+            literals.iter().flat_map(move |&(literal, bytes)| {
+                (0..step).filter_map(move |offset| {
+                    let key = load(bytes, offset, width)?;
+                    Some((hash(key), (literal << OFFSET_BITS) | offset as u32))
+                })
+            })
+        };
+        let n = windows().count();
         let bits = ((n.max(1) * 16).next_power_of_two().trailing_zeros()).clamp(MIN_BITS, MAX_BITS);
         let word_shift = 64 - (bits - 6);
         // About four entries per bucket: one cache line.
         let dir_bits = (n / 4).max(2).next_power_of_two().trailing_zeros();
         let dir_shift = 64 - dir_bits;
         let mut filter = vec![0u64; 1usize << (bits - 6)];
-        let mut counts = vec![0u32; (1usize << dir_bits) + 1];
-        for &h in &hashes {
+        let mut heads = vec![0u32; (1usize << dir_bits) + 1];
+        for (h, _) in windows() {
             filter[(h >> word_shift) as usize] |= filter_bits(remix(h));
-            counts[(h >> dir_shift) as usize + 1] += 1;
+            heads[(h >> dir_shift) as usize + 1] += 1;
         }
-        for d in 1..counts.len() {
-            counts[d] += counts[d - 1];
+        for d in 1..heads.len() {
+            heads[d] += heads[d - 1];
         }
-        let heads = counts.clone();
-        let mut entries = vec![0u64; n];
+        let mut next = heads.clone();
+        let mut entries = vec![0u32; n];
         // Stable counting sort: within a bucket, entries keep literal order.
-        for (&h, &entry) in hashes.iter().zip(&raw) {
+        for (h, meta) in windows() {
             let d = (h >> dir_shift) as usize;
-            entries[counts[d] as usize] = entry;
-            counts[d] += 1;
+            entries[next[d] as usize] = Self::entry(fingerprint(remix(h)), meta, meta_bits);
+            next[d] += 1;
         }
-        zeroize::Zeroize::zeroize(&mut hashes);
-        zeroize::Zeroize::zeroize(&mut raw);
         Self {
             width,
             step,
@@ -135,7 +145,14 @@ impl Tier {
             dir_shift,
             heads,
             entries,
+            meta_bits,
         }
+    }
+
+    /// An entry: as many fingerprint bits as fit above `meta` (none for 2^27 literals).
+    #[inline(always)]
+    fn entry(fingerprint: u64, meta: u32, meta_bits: u32) -> u32 {
+        (((fingerprint << meta_bits) | u64::from(meta)) & 0xffff_ffff) as u32
     }
 
     /// Calls `candidate(start, literal)` for every position where a literal may start (its
@@ -161,11 +178,13 @@ impl Tier {
     fn lookup(&self, at: usize, h: u64, mixed: u64, candidate: &mut impl FnMut(usize, usize)) {
         let d = (h >> self.dir_shift) as usize;
         let (lo, hi) = (self.heads[d] as usize, self.heads[d + 1] as usize);
-        let fp = fingerprint(mixed);
+        let meta_mask = (1u64 << self.meta_bits) - 1;
+        let want = u64::from(Self::entry(fingerprint(mixed), 0, self.meta_bits));
         for &entry in &self.entries[lo..hi] {
+            let entry = u64::from(entry);
             let offset = (entry & ((1 << OFFSET_BITS) - 1)) as usize;
-            if entry >> 32 == fp && offset <= at {
-                candidate(at - offset, ((entry & 0xffff_ffff) >> OFFSET_BITS) as usize);
+            if entry & !meta_mask == want && offset <= at {
+                candidate(at - offset, ((entry & meta_mask) >> OFFSET_BITS) as usize);
             }
         }
     }
@@ -180,10 +199,15 @@ pub(crate) struct LiteralSet {
 }
 
 impl LiteralSet {
-    /// Builds the set; literals shorter than [`WINDOW`] are ignored (callers filter them). At
-    /// most 2^27 literals (the id shares an entry with its window offset).
+    /// Builds the set; literals shorter than [`WINDOW`] are ignored (callers filter them).
+    /// Callers keep within [`MAX_LITERALS`] and [`MAX_LITERAL_BYTES`] (ids and offsets are 32-bit).
     pub(crate) fn new<'a>(literals: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let literals: Vec<&[u8]> = literals.into_iter().collect();
+        assert!(
+            literals.len() <= MAX_LITERALS
+                && literals.iter().map(|l| l.len()).sum::<usize>() <= MAX_LITERAL_BYTES,
+            "literal set over its limits"
+        );
         // One allocation of the final size: growing would leave copies of vault values behind in
         // freed memory.
         let mut bytes = Vec::with_capacity(literals.iter().map(|l| l.len()).sum());
@@ -633,6 +657,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// 200,000 literals leave 9 fingerprint bits per entry: every one is still found, at its
+    /// place and with its own id, and a text made of other values finds none.
+    #[test]
+    fn large_sets_with_short_fingerprints_find_every_literal() {
+        let literal = |i: usize| format!("value-{i:08}-{:08x}", i.wrapping_mul(0x9e37_79b9));
+        let literals: Vec<String> = (0..200_000).map(literal).collect();
+        let set = LiteralSet::new(literals.iter().map(String::as_bytes));
+        assert_eq!(set.tiers[0].meta_bits, 18 + OFFSET_BITS);
+        for i in (0..literals.len()).step_by(997) {
+            let hay = format!("x {} y", literals[i]);
+            assert_eq!(
+                set.find_sorted(hay.as_bytes()),
+                vec![(2, 2 + literals[i].len(), i)]
+            );
+        }
+        let others: String = (200_000..201_000).map(literal).collect();
+        assert!(set.find_sorted(others.as_bytes()).is_empty());
+    }
+
+    #[test]
+    fn entries_pack_what_fits_and_never_spill_into_the_id() {
+        // No fingerprint bits left: the entry is the meta alone.
+        assert_eq!(Tier::entry(u64::MAX, u32::MAX, 32), u32::MAX);
+        assert_eq!(
+            Tier::entry(0xffff_ffff, 0b1_00011, 6) & 0b11_1111,
+            0b1_00011
+        );
+        assert_eq!(Tier::entry(0b101, 7, 29) >> 29, 0b101);
     }
 
     /// Random literal sets (lengths 6 to 60: both tiers, every step) over a small alphabet, so

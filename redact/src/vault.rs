@@ -184,6 +184,17 @@ impl VaultDetector {
             }
         }
         let max_len = literals.iter().map(String::len).max().unwrap_or(0);
+        if literals.len() > crate::scan::MAX_LITERALS
+            || literals.iter().map(String::len).sum::<usize>() > crate::scan::MAX_LITERAL_BYTES
+        {
+            for l in &mut literals {
+                zeroize::Zeroize::zeroize(l);
+            }
+            return Err(Error::Build {
+                what: "vault literal set",
+                reason: format!("{} values and their encodings are too many", names.len()),
+            });
+        }
         let set = crate::scan::LiteralSet::new(literals.iter().map(String::as_bytes));
         // The literals are secret: wipe our copies now that the set holds them.
         for l in &mut literals {

@@ -254,6 +254,9 @@ pub struct Timing {
 #[derive(Debug)]
 pub struct Engine {
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Held while the redactor is rebuilt, so concurrent calls wait for one rebuild instead of
+    /// each building (and holding) a redactor of their own.
+    rebuilding: Mutex<()>,
     timing: RwLock<Timing>,
     vault: Option<Vault>,
     placeholder_key: [u8; 32],
@@ -296,6 +299,7 @@ impl Engine {
         )?;
         let engine = Engine {
             snapshot: RwLock::new(Arc::new(snapshot)),
+            rebuilding: Mutex::new(()),
             timing: RwLock::new(timing),
             vault,
             placeholder_key,
@@ -409,10 +413,18 @@ impl Engine {
         let Some(vault) = &self.vault else {
             return Ok(snap);
         };
+        if snap.vault_generation == Some(vault.generation()?) {
+            return Ok(snap);
+        }
+        drop(snap);
+        let _rebuilding = self.rebuilding.lock().map_err(|_| Error::Poisoned)?;
+        // Another call may have rebuilt it while this one waited.
+        let snap = self.snapshot()?;
         let generation = vault.generation()?;
         if snap.vault_generation == Some(generation) {
             return Ok(snap);
         }
+        drop(snap);
         let redactor = Arc::new(build_redactor(Some(vault), self.placeholder_key)?);
         let mut guard = self.snapshot.write().map_err(|_| Error::Poisoned)?;
         let fresh = Arc::new(Snapshot {
@@ -423,6 +435,10 @@ impl Engine {
             vault_generation: Some(generation),
         });
         *guard = fresh.clone();
+        drop(guard);
+        // The old redactor (megabytes) is gone unless a call in flight still holds it; hand its
+        // pages back instead of keeping them mapped until the next rebuild.
+        clawgate_vault::hardening::release_free_memory();
         Ok(fresh)
     }
 
