@@ -22,7 +22,7 @@ use crate::metrics::{Metrics, RedactionLabels, RequestLabels, RouteLabels};
 use crate::reply::refusal_response;
 use crate::request::{self, Prepared};
 use crate::seams::{ProviderKeys, RedactorSource, Tokens};
-use crate::store::{UsageStore, unix_now};
+use crate::store::{UNKNOWN_MODEL, UsageStore, unix_now};
 use crate::usage::Tap;
 
 /// Bodies larger than this are redacted on the blocking pool rather than on a runtime worker.
@@ -307,6 +307,15 @@ impl Egress {
             Ok(Ok(c)) => c.to_bytes(),
         };
         let started = Instant::now();
+        // Counted durably before anything is sent: a crash from here on still leaves the
+        // request in the usage table (with incomplete usage). The marker's commit runs while the
+        // body is redacted; it is awaited before the upstream send, and a refusal on the way
+        // deletes it.
+        let at = unix_now();
+        let marker = inner
+            .store
+            .begin_early(agent.as_str(), route, at)
+            .map_err(usage_unavailable)?;
         let post = parts.method == Method::POST;
         let decoded = request::decode_body(raw, &parts.headers, max)?;
         let prepared: Prepared = if decoded.len() > BLOCKING_REDACTION {
@@ -369,27 +378,10 @@ impl Egress {
         *up.version_mut() = Version::HTTP_11;
         *up.headers_mut() = headers;
 
-        // Counted durably before anything is sent: a crash from here on still leaves the
-        // request in the usage table (with incomplete usage).
-        let at = unix_now();
-        let inflight = inner
-            .store
-            .begin(
-                agent.as_str(),
-                route,
-                prepared.model.as_deref().unwrap_or("unknown"),
-                at,
-            )
+        let inflight = marker
+            .confirm(prepared.model.as_deref().unwrap_or(UNKNOWN_MODEL))
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "Usage store unavailable; refusing the request.");
-                Refusal::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "usage_unavailable",
-                    Side::Internal,
-                    "Clawgate cannot record usage right now, so the request was not sent",
-                )
-            })?;
+            .map_err(usage_unavailable)?;
         let mut meter = Meter::new(MeterData {
             store: inner.store.clone(),
             metrics: inner.metrics.clone(),
@@ -457,4 +449,15 @@ impl Egress {
             .observe((before_upstream + head_at.elapsed()).as_secs_f64());
         Ok(out)
     }
+}
+
+/// The usage store failed: nothing goes upstream that could not be counted.
+fn usage_unavailable(e: crate::error::Error) -> Refusal {
+    tracing::error!(error = %e, "Usage store unavailable; refusing the request.");
+    Refusal::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "usage_unavailable",
+        Side::Internal,
+        "Clawgate cannot record usage right now, so the request was not sent",
+    )
 }

@@ -5,7 +5,11 @@
 //!
 //! * before a request goes upstream, [`UsageStore::begin`] commits an in-flight marker (one row
 //!   of `usage_inflight`) and the request waits for that commit (tens of microseconds: WAL,
-//!   `synchronous=NORMAL`, so it is in the OS and survives the process dying);
+//!   `synchronous=NORMAL`, so it is in the OS and survives the process dying). The proxy asks
+//!   for it as soon as the body is read ([`UsageStore::begin_early`]) and waits only before the
+//!   upstream send, so the commit overlaps the redaction; the model is named afterwards (a crash
+//!   in between counts that request under `unknown`), and a request refused in between deletes
+//!   its marker;
 //! * when the response ends (or the client cancels, or the upstream fails), its record is
 //!   enqueued without waiting; the recorder adds it to its bucket and deletes the marker in one
 //!   transaction;
@@ -161,6 +165,10 @@ struct Begin {
 
 enum Msg {
     Begin(Begin),
+    /// The model of a marker made before the request body was parsed.
+    Name(i64, String),
+    /// A marker whose request was refused before it went upstream.
+    Abandon(i64),
     Record(Record),
     /// A record computed on the recorder thread (e.g. parsing a large JSON body off the I/O
     /// path).
@@ -187,6 +195,46 @@ impl Ledger {
         match self.0.get(agent) {
             Some(&(day, n)) if day == day_of(now) => n,
             _ => 0,
+        }
+    }
+}
+
+/// The model recorded when neither the request nor the response named one.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// An in-flight marker being committed (see [`UsageStore::begin_early`]).
+#[derive(Debug)]
+pub struct PendingMarker {
+    rx: Option<tokio::sync::oneshot::Receiver<Result<i64>>>,
+    store: UsageStore,
+}
+
+impl PendingMarker {
+    /// Names the request's model and waits until the marker is committed; returns its id.
+    pub async fn confirm(mut self, model: &str) -> Result<i64> {
+        let rx = self.rx.take().ok_or(Error::RecorderGone)?;
+        let id = rx.await.map_err(|_| Error::RecorderGone)??;
+        if model != UNKNOWN_MODEL {
+            self.store
+                .inner
+                .tx
+                .send(Msg::Name(id, model.to_owned()))
+                .map_err(|_| Error::RecorderGone)?;
+        }
+        Ok(id)
+    }
+}
+
+impl Drop for PendingMarker {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        // Closed first, so the recorder either delivered the id already (delete it here) or
+        // will find the receiver gone (and delete it there); never neither.
+        rx.close();
+        if let Ok(Ok(id)) = rx.try_recv() {
+            let _ = self.store.inner.tx.send(Msg::Abandon(id));
         }
     }
 }
@@ -286,18 +334,28 @@ impl UsageStore {
     /// [`Record::inflight`]). Waits for the commit: a request is only sent once a crash can no
     /// longer make it vanish from the usage table.
     pub async fn begin(&self, agent: &str, provider: &str, model: &str, at: i64) -> Result<i64> {
+        self.begin_early(agent, provider, at)?.confirm(model).await
+    }
+
+    /// Starts committing an in-flight marker whose model is not known yet, without waiting:
+    /// [`PendingMarker::confirm`] names the model and waits for the commit, and dropping the
+    /// marker unconfirmed deletes it (the request was refused and never went upstream).
+    pub fn begin_early(&self, agent: &str, provider: &str, at: i64) -> Result<PendingMarker> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner
             .tx
             .send(Msg::Begin(Begin {
                 agent: agent.to_owned(),
                 provider: provider.to_owned(),
-                model: model.to_owned(),
+                model: UNKNOWN_MODEL.to_owned(),
                 at,
                 done: tx,
             }))
             .map_err(|_| Error::RecorderGone)?;
-        rx.await.map_err(|_| Error::RecorderGone)?
+        Ok(PendingMarker {
+            rx: Some(rx),
+            store: self.clone(),
+        })
     }
 
     /// Enqueues `record` (committed on the recorder thread).
@@ -342,6 +400,13 @@ impl UsageStore {
     pub fn buckets(&self, q: &BucketQuery) -> Result<Vec<Bucket>> {
         let conn = self.inner.read.lock().map_err(|_| Error::Poisoned)?;
         query(&conn, q)
+    }
+
+    /// Committed in-flight markers: requests sent upstream whose record is not in yet.
+    pub fn in_flight(&self) -> Result<u64> {
+        let conn = self.inner.read.lock().map_err(|_| Error::Poisoned)?;
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM usage_inflight", [], |r| r.get(0))?;
+        Ok(to_u64(n))
     }
 }
 
@@ -435,6 +500,8 @@ fn recorder(mut conn: Connection, rx: mpsc::Receiver<Msg>, ledger: Arc<Mutex<Led
         for msg in batch {
             match msg {
                 Msg::Begin(b) => items.push(Item::Begin(b)),
+                Msg::Name(id, model) => items.push(Item::Name(id, model)),
+                Msg::Abandon(id) => items.push(Item::Abandon(id)),
                 Msg::Record(r) => items.push(Item::Record(r)),
                 Msg::Deferred(make) => {
                     if let Some(r) = make() {
@@ -460,6 +527,8 @@ fn recorder(mut conn: Connection, rx: mpsc::Receiver<Msg>, ledger: Arc<Mutex<Led
 
 enum Item {
     Begin(Begin),
+    Name(i64, String),
+    Abandon(i64),
     Record(Record),
 }
 
@@ -484,11 +553,17 @@ fn commit_batch(conn: &mut Connection, items: Vec<Item>) {
     match outcome {
         Ok(ids) => {
             let mut ids = ids.into_iter();
+            let mut unwanted = Vec::new();
             for item in items {
                 if let Item::Begin(b) = item {
-                    let _ = b.done.send(ids.next().ok_or(Error::RecorderGone));
+                    let id = ids.next();
+                    // A closed receiver: the request was refused before it learnt its marker.
+                    if let (Err(_), Some(id)) = (b.done.send(id.ok_or(Error::RecorderGone)), id) {
+                        unwanted.push(Item::Abandon(id));
+                    }
                 }
             }
+            commit_batch(conn, unwanted);
         }
         Err(e) => {
             for item in items {
@@ -496,6 +571,9 @@ fn commit_batch(conn: &mut Connection, items: Vec<Item>) {
                     Item::Begin(b) => {
                         let _ = b.done.send(Err(Error::Db(clone_error(&e))));
                     }
+                    // A marker left behind is counted at the next open as a request with
+                    // incomplete usage: over-counted, never lost.
+                    Item::Name(..) | Item::Abandon(_) => {}
                     Item::Record(r) => tracing::error!(
                         error = %e,
                         agent = %r.agent,
@@ -526,6 +604,14 @@ fn write_batch(conn: &mut Connection, items: &[Item]) -> rusqlite::Result<Vec<i6
                 )?
                 .execute(params![b.agent, b.provider, b.model, b.at])?;
                 ids.push(tx.last_insert_rowid());
+            }
+            Item::Name(id, model) => {
+                tx.prepare_cached("UPDATE usage_inflight SET model = ?2 WHERE id = ?1")?
+                    .execute(params![id, model])?;
+            }
+            Item::Abandon(id) => {
+                tx.prepare_cached("DELETE FROM usage_inflight WHERE id = ?1")?
+                    .execute(params![id])?;
             }
             Item::Record(r) => write_record(&tx, r)?,
         }
@@ -619,6 +705,40 @@ mod tests {
         // Recovery happened once: a second open adds nothing.
         let again = UsageStore::open(&path).unwrap();
         assert_eq!(again.buckets(&BucketQuery::default()).unwrap(), all);
+    }
+
+    /// Early markers: refused requests leave nothing, whether the refusal came before or after
+    /// the marker's commit; a confirmed one carries its model through a crash.
+    #[tokio::test]
+    async fn early_markers_are_named_or_abandoned_never_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let now = unix_now();
+        {
+            let s = UsageStore::open(&path).unwrap();
+            for _ in 0..50 {
+                drop(s.begin_early("refused", "openai", now).unwrap());
+            }
+            let committed = s.begin_early("refused", "openai", now).unwrap();
+            s.flush().await.unwrap();
+            drop(committed);
+            let sent = s.begin_early("sent", "openai", now).unwrap();
+            let _id = sent.confirm("m3").await.unwrap();
+            s.flush().await.unwrap();
+            // The process "dies" with the confirmed request still in flight.
+        }
+        let s = UsageStore::open(&path).unwrap();
+        let all = s.buckets(&BucketQuery::default()).unwrap();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(
+            (
+                all[0].agent.as_str(),
+                all[0].model.as_str(),
+                all[0].requests,
+                all[0].incomplete
+            ),
+            ("sent", "m3", 1, 1)
+        );
     }
 
     #[tokio::test]

@@ -157,6 +157,10 @@ async fn bodies_that_cannot_be_checked_are_400_or_415() {
         );
         assert_eq!(r.headers["x-clawgate-error"], "invalid_json");
     }
+    // Each refusal came after the request's usage marker was started: none is left behind
+    // (one would be counted as a request at the next start).
+    h.store.flush().await.unwrap();
+    assert_eq!(h.store.in_flight().unwrap(), 0);
     let r = h
         .call(
             "POST",
