@@ -97,7 +97,7 @@ fn settings_of(global: &GlobalArgs, env: &dyn Env, config: &Path) -> anyhow::Res
 }
 
 /// Opens the journal of the daemon's state directory (created 0700 if missing).
-fn journal(s: &Settings) -> anyhow::Result<Journal> {
+fn open_journal(s: &Settings) -> anyhow::Result<Journal> {
     clawgate_wrapper::daemon::ensure_private_dir(&s.state_dir)?;
     let j = Journal::load(&s.state_dir)?;
     Ok(j)
@@ -125,7 +125,9 @@ pub(crate) fn secrets_cmd(
 pub(crate) fn secrets(env: &dyn Env, s: &Settings, from: &Path) -> anyhow::Result<Outcome> {
     let from = std::path::absolute(from)?;
     let shown = from.display().to_string();
-    let mut journal = journal(s)?;
+    // Read-only until the file passed its checks: a refusal changes nothing, not even the
+    // state directory.
+    let mut journal = Journal::load(&s.state_dir)?;
     let mut file = match SecretsFile::open(&from) {
         Ok(f) => f,
         Err(clawgate_provisioner::Error::Io { source, .. })
@@ -163,6 +165,7 @@ pub(crate) fn secrets(env: &dyn Env, s: &Settings, from: &Path) -> anyhow::Resul
         };
         items.push((e.name, e.value, scope));
     }
+    let mut journal = open_journal(s)?;
     note_interrupted(&journal, STEP_SECRETS);
     journal.start(STEP_SECRETS)?;
     journal.note(STEP_SECRETS, &[("file", &shown), ("imported", "no")])?;
@@ -200,7 +203,7 @@ pub(crate) fn import_env_cmd(
 pub(crate) fn import_env(env: &dyn Env, s: &Settings, path: &Path) -> anyhow::Result<Outcome> {
     let path = std::path::absolute(path)?;
     let shown = path.display().to_string();
-    let mut journal = journal(s)?;
+    let mut journal = Journal::load(&s.state_dir)?;
     let meta = match std::fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -249,6 +252,7 @@ pub(crate) fn import_env(env: &dyn Env, s: &Settings, path: &Path) -> anyhow::Re
         let scope = provider_scope(s, &e.name)?.unwrap_or_default();
         items.push((e.name, e.value, scope));
     }
+    let mut journal = open_journal(s)?;
     note_interrupted(&journal, STEP_IMPORT_ENV);
     journal.start(STEP_IMPORT_ENV)?;
     journal.note(STEP_IMPORT_ENV, &[("file", &shown), ("imported", "no")])?;
@@ -485,7 +489,7 @@ pub(crate) fn openclaw(
         check_daemon_config(global, env, &r.daemon_config, text)?;
     }
     let s = settings_of(global, env, &r.daemon_config)?;
-    let mut journal = journal(&s)?;
+    let mut journal = open_journal(&s)?;
     note_interrupted(&journal, STEP_OPENCLAW);
     journal.start(STEP_OPENCLAW)?;
     let openclaw_config = std::path::absolute(&r.openclaw_config)?;
@@ -851,7 +855,7 @@ fn firewall(
         check_daemon_config(global, env, daemon_config, new)?;
     }
     let s = settings_of(global, env, daemon_config)?;
-    let mut journal = journal(&s)?;
+    let mut journal = open_journal(&s)?;
     note_interrupted(&journal, STEP_FIREWALL);
     journal.start(STEP_FIREWALL)?;
     let mut changed = false;
@@ -929,12 +933,12 @@ fn unit_installed(unit: &str) -> bool {
 /// daemon configuration through `CLAWGATE_CONFIG`, its state directory through
 /// `CLAWGATE_STATE_DIR`). An identity already stored is "already done".
 fn enroll(
-    _global: &GlobalArgs,
-    _env: &dyn Env,
+    global: &GlobalArgs,
+    env: &dyn Env,
     daemon_config: &Path,
     hub: &HubSection,
 ) -> anyhow::Result<Outcome> {
-    let s = daemon_cmd::settings(_global, _env, Some(daemon_config))?;
+    let s = daemon_cmd::settings(global, env, Some(daemon_config))?;
     let identity = s.state_dir.join(HUB_IDENTITY);
     if identity.exists() {
         return Ok(Outcome::new(
@@ -942,7 +946,7 @@ fn enroll(
             format!("enrolled ({} exists)", identity.display()),
         ));
     }
-    let mut journal = journal(&s)?;
+    let mut journal = open_journal(&s)?;
     note_interrupted(&journal, STEP_ENROLL);
     journal.start(STEP_ENROLL)?;
     let exe = std::env::current_exe().context("finding this program")?;
