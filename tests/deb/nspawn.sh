@@ -154,10 +154,15 @@ NFT
     inct systemctl stop clawgate-egress-lock-status.service
     stale_blocks() {
         local _
+        local out
         for _ in $(seq 40); do
-            inct clawgate doctor --json 2>/dev/null | grep -q '"name":"daemon health","ok":false' && return 0
+            # doctor exits 1 when a check fails: capture first (pipefail would fail the pipe).
+            out=$(inct clawgate doctor --json 2>/dev/null || true)
+            grep -q '"name":"daemon health","ok":false' <<<"$out" &&
+                grep -q 'egress lock lost' <<<"$out" && return 0
             sleep 0.5
         done
+        echo "$out"
         return 1
     }
     check "status service stopped: the daemon counts the lock as lost (doctor: daemon health fails)" stale_blocks

@@ -172,6 +172,9 @@ fi
 lock_security=$(systemd-analyze security --offline=yes "$unit_dir/clawgate-egress-lock.service" 2>&1 |
     sed -n 's/.*Overall exposure level for clawgate-egress-lock.service: \([0-9.]*\).*/\1/p' || true)
 echo "      | clawgate-egress-lock.service (root, CAP_NET_ADMIN only): $lock_security"
+status_security=$(systemd-analyze security --offline=yes "$unit_dir/clawgate-egress-lock-status.service" 2>&1 |
+    sed -n 's/.*Overall exposure level for clawgate-egress-lock-status.service: \([0-9.]*\).*/\1/p' || true)
+echo "      | clawgate-egress-lock-status.service (root, CAP_NET_ADMIN only): $status_security"
 
 # --- 3. the debootstrap root ----------------------------------------------------------------
 key=$(printf 'bookworm minbase %s' "$include" | sha256sum | cut -c1-12)
@@ -246,6 +249,8 @@ check "group clawgate-hook exists" ch getent group clawgate-hook
 check "clawgate.service enabled (multi-user.target.wants link)" \
     test -L "$root/etc/systemd/system/multi-user.target.wants/clawgate.service"
 check "egress lock installed, not enabled" test ! -e "$root/etc/systemd/system/sysinit.target.wants/clawgate-egress-lock.service"
+check "egress lock status installed, not enabled" test -f "$root/usr/lib/systemd/system/clawgate-egress-lock-status.service" -a \
+    ! -e "$root/etc/systemd/system/multi-user.target.wants/clawgate-egress-lock-status.service"
 check "clawgate validate --config (as user clawgate, like ExecStartPre)" \
     as clawgate clawgate validate --config /etc/clawgate/clawgate.toml
 check "shipped default policy loads (clawgate policy test)" \
@@ -257,14 +262,15 @@ check "man page installed (gzipped)" man_installed
 # verify only warns (exit 0) about an unknown or misspelt directive: any output fails the check.
 verify_units() {
     local out
-    out=$(systemd-analyze verify --man=no --root="$root" clawgate.service clawgate-egress-lock.service 2>&1) || {
+    out=$(systemd-analyze verify --man=no --root="$root" clawgate.service clawgate-egress-lock.service \
+        clawgate-egress-lock-status.service 2>&1) || {
         echo "$out"
         return 1
     }
     echo "$out"
     [ -z "$out" ]
 }
-check "systemd-analyze verify clawgate.service clawgate-egress-lock.service (no output)" verify_units
+check "systemd-analyze verify clawgate.service clawgate-egress-lock.service clawgate-egress-lock-status.service (no output)" verify_units
 
 # --- provisioning: `clawgate provision all` from a provisioning file ----------------------------
 # The agent's user and a fake OpenClaw install (its config and .env; OpenClaw itself is not
