@@ -165,11 +165,11 @@ pub(crate) fn secrets(env: &dyn Env, s: &Settings, from: &Path) -> anyhow::Resul
         };
         items.push((e.name, e.value, scope));
     }
+    let vault = open_vault(env, s)?;
     let mut journal = open_journal(s)?;
     note_interrupted(&journal, STEP_SECRETS);
     journal.start(STEP_SECRETS)?;
     journal.note(STEP_SECRETS, &[("file", &shown), ("imported", "no")])?;
-    let vault = open_vault(s)?;
     let imported = import(&vault, items)?;
     drop(vault);
     adopt_state_files(&s.state_dir)?;
@@ -252,11 +252,11 @@ pub(crate) fn import_env(env: &dyn Env, s: &Settings, path: &Path) -> anyhow::Re
         let scope = provider_scope(s, &e.name)?.unwrap_or_default();
         items.push((e.name, e.value, scope));
     }
+    let vault = open_vault(env, s)?;
     let mut journal = open_journal(s)?;
     note_interrupted(&journal, STEP_IMPORT_ENV);
     journal.start(STEP_IMPORT_ENV)?;
     journal.note(STEP_IMPORT_ENV, &[("file", &shown), ("imported", "no")])?;
-    let vault = open_vault(s)?;
     let imported = import(&vault, items)?;
     drop(vault);
     adopt_state_files(&s.state_dir)?;
@@ -312,7 +312,16 @@ fn host_of_url(url: &str) -> &str {
 }
 
 /// Opens the daemon's vault as the daemon would (the embedded default creates it and its key).
-fn open_vault(s: &Settings) -> anyhow::Result<Vault> {
+fn open_vault(env: &dyn Env, s: &Settings) -> anyhow::Result<Vault> {
+    if let clawgate_wrapper::config::VaultKey::Credential(name) = &s.vault_key
+        && env.non_empty("CREDENTIALS_DIRECTORY").is_none()
+    {
+        bail!(
+            "the vault key is the systemd credential {name}, which only a unit can decrypt: run \
+             this step as `systemd-run -P --wait -p LoadCredentialEncrypted={name} clawgate \
+             provision …` (or provision before moving the key into the credential)"
+        );
+    }
     clawgate_wrapper::daemon::ensure_private_dir(&s.state_dir)?;
     clawgate_wrapper::daemon::open_vault(s)?
         .ok_or_else(|| anyhow::anyhow!("the configuration has no vault"))
@@ -759,9 +768,35 @@ pub(crate) fn all(
         .clawgate_config
         .clone()
         .unwrap_or_else(|| PathBuf::from(PACKAGED_CONFIG));
-    // Refusable input first: the daemon configuration and the agent's user.
+    // Refusable input first: the daemon configuration, the agent's user, the hook group, the
+    // plugin and the input files, so a bad request changes nothing.
     let s = settings_of(global, env, &daemon_config)?;
     agent_account(&file.agent.user)?;
+    let hook_group = file
+        .openclaw
+        .hook_group
+        .as_deref()
+        .unwrap_or("clawgate-hook");
+    if nix::unistd::Group::from_name(hook_group)
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        bail!(UsageError(format!(
+            "no group `{hook_group}` on this host: is the clawgate package installed?"
+        )));
+    }
+    let plugin_dir = file
+        .openclaw
+        .plugin_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(daemon_cmd::PACKAGED_PLUGIN_DIR));
+    if !plugin_dir.join("openclaw.plugin.json").is_file() {
+        bail!(UsageError(format!(
+            "{} does not hold the Clawgate plugin (no openclaw.plugin.json)",
+            plugin_dir.display()
+        )));
+    }
 
     type Step<'a> = (
         &'static str,

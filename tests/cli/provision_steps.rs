@@ -611,3 +611,26 @@ fn doctor_passes_what_a_running_daemon_provides() {
     );
     assert!(text.contains("fix: clawgate provision firewall"), "{text}");
 }
+
+#[test]
+fn a_credential_keyed_vault_is_refused_with_the_way_to_run_the_step() {
+    let h = Host::new();
+    let mut config = std::fs::read_to_string(h.config()).unwrap();
+    config.push_str("[vault]\ncredential = \"clawgate-vault-key\"\n");
+    std::fs::write(h.config(), config).unwrap();
+    let planted = random_value();
+    let file = h.secrets_file("secrets.json", &secrets_body(&planted, "y"), 0o600);
+    let out = h.step(&["provision", "secrets", "--from", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        both(&out).contains("systemd-run -P --wait -p LoadCredentialEncrypted=clawgate-vault-key"),
+        "{}",
+        both(&out)
+    );
+    assert!(file.exists(), "left in place");
+    assert!(
+        !h.state().join("provision-journal.json").exists(),
+        "nothing journaled"
+    );
+    assert!(!both(&out).contains(&planted));
+}
