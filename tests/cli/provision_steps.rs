@@ -600,6 +600,23 @@ fn doctor_passes_what_a_running_daemon_provides() {
         assert_eq!(check(&v, name)["ok"], true, "{name}: {v}");
     }
     assert_eq!(check(&v, "egress lock")["ok"], false, "{v}");
+    if root() {
+        // The hook socket is asked as the agent's user: the daemon (run as root here) lets root
+        // in and refuses nobody.
+        let (_, v) = doctor_json(&d.config, &d.state(), &["--agent-user", "root"]);
+        assert_eq!(check(&v, "hook socket")["ok"], true, "{v}");
+        let (_, v) = doctor_json(&d.config, &d.state(), &["--agent-user", "nobody"]);
+        let hook = check(&v, "hook socket");
+        assert_eq!(hook["ok"], false, "{v}");
+        assert!(
+            hook["detail"].as_str().unwrap().starts_with("as nobody:"),
+            "{hook}"
+        );
+        assert!(
+            hook["fix"].as_str().unwrap().contains("clawgate-hook"),
+            "{hook}"
+        );
+    }
     // Human output: one PASS/FAIL line per check and the fix under each failure.
     let mut cmd = clawgate(&d.state());
     cmd.args(["doctor", "--config"]).arg(&d.config);
