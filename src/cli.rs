@@ -65,6 +65,10 @@ pub(crate) enum Command {
     /// Prepare this host, one idempotent step at a time (as root).
     #[command(subcommand)]
     Provision(crate::provision_cmd::ProvisionCommand),
+    /// Check everything a provisioned host needs (service, hook socket, OpenClaw's config,
+    /// provider routes, egress lock, policy, Hub, vault, clock, disk): a pass/fail list with the
+    /// fix for each failure; exits 1 when a check fails.
+    Doctor(crate::doctor_cmd::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]

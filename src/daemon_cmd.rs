@@ -15,7 +15,7 @@ use crate::cli::{ApprovalsCommand, AuditCommand, GlobalArgs, OpenclawCommand, Us
 use crate::state;
 
 /// Where the packaged plugin is installed.
-const PACKAGED_PLUGIN_DIR: &str = "/usr/share/clawgate/openclaw-plugin";
+pub(crate) const PACKAGED_PLUGIN_DIR: &str = "/usr/share/clawgate/openclaw-plugin";
 
 /// Reads and validates the configuration (both phases); `--state-dir` wins over the file.
 pub(crate) fn settings(
@@ -242,9 +242,53 @@ pub(crate) fn openclaw(
         route,
         config,
     } = cmd;
-    clawgate_wrapper::tokens::check_agent_id(&agent).map_err(|e| UsageError(e.to_string()))?;
+    let s = settings(global, env, config.config.as_deref())?;
+    let plugin_dir = plugin_dir.unwrap_or_else(|| PathBuf::from(PACKAGED_PLUGIN_DIR));
+    let configured = configure_openclaw(&s, &openclaw_config, &plugin_dir, &agent, &route)?;
+    print_configured(&openclaw_config, &configured, s.egress.listen.is_none());
+    Ok(())
+}
+
+/// Prints what [`configure_openclaw`] did.
+pub(crate) fn print_configured(
+    openclaw_config: &Path,
+    configured: &clawgate_wrapper::openclaw::Configured,
+    proxy_off: bool,
+) {
+    if proxy_off {
+        println!("note: egress.listen is off, so model providers are left as they are.");
+    }
+    for u in &configured.unrouted {
+        println!("warning: {u}");
+    }
+    if configured.changes.is_empty() {
+        println!("{}: already configured.", openclaw_config.display());
+        return;
+    }
+    for c in &configured.changes {
+        println!("{c}");
+    }
+    if let Some(b) = &configured.backup {
+        println!("backup: {}", b.display());
+    }
+    println!(
+        "{}: configured; restart the OpenClaw gateway.",
+        openclaw_config.display()
+    );
+}
+
+/// `clawgate openclaw configure` without the printing: the plugin entry and the provider routes
+/// (minting the agent's proxy token when the config holds no current one).
+pub(crate) fn configure_openclaw(
+    s: &Settings,
+    openclaw_config: &Path,
+    plugin_dir: &Path,
+    agent: &str,
+    route: &[String],
+) -> anyhow::Result<clawgate_wrapper::openclaw::Configured> {
+    clawgate_wrapper::tokens::check_agent_id(agent).map_err(|e| UsageError(e.to_string()))?;
     let mut routes = Vec::new();
-    for r in &route {
+    for r in route {
         let (id, name) = r
             .split_once('=')
             .ok_or_else(|| UsageError(format!("--route {r}: expected ID=ROUTE")))?;
@@ -255,8 +299,6 @@ pub(crate) fn openclaw(
         })?;
         routes.push((id.to_owned(), provider));
     }
-    let s = settings(global, env, config.config.as_deref())?;
-    let plugin_dir = plugin_dir.unwrap_or_else(|| PathBuf::from(PACKAGED_PLUGIN_DIR));
     if !plugin_dir.join("openclaw.plugin.json").exists() {
         anyhow::bail!(
             "{} does not hold the Clawgate plugin (no openclaw.plugin.json)",
@@ -264,7 +306,7 @@ pub(crate) fn openclaw(
         );
     }
     let setup = clawgate_wrapper::openclaw::PluginSetup {
-        plugin_dir: std::path::absolute(&plugin_dir)?,
+        plugin_dir: std::path::absolute(plugin_dir)?,
         socket: s.hook.path.clone(),
         approval_wait: s.approval_wait,
         proxy: s
@@ -272,36 +314,14 @@ pub(crate) fn openclaw(
             .listen
             .map(|addr| clawgate_wrapper::openclaw::ProxySetup {
                 base: format!("http://{addr}"),
-                agent,
+                agent: agent.to_owned(),
                 tokens_file: s.egress.tokens_file.clone(),
                 routes,
             }),
     };
-    if setup.proxy.is_none() {
-        println!("note: egress.listen is off, so model providers are left as they are.");
-    }
     clawgate_wrapper::daemon::ensure_private_dir(&s.state_dir)?;
-    let clawgate_wrapper::openclaw::Configured {
-        changes,
-        backup,
-        unrouted,
-    } = clawgate_wrapper::openclaw::configure_file(&openclaw_config, &setup)?;
-    for u in &unrouted {
-        println!("warning: {u}");
-    }
-    if changes.is_empty() {
-        println!("{}: already configured.", openclaw_config.display());
-        return Ok(());
-    }
-    for c in &changes {
-        println!("{c}");
-    }
-    if let Some(b) = backup {
-        println!("backup: {}", b.display());
-    }
-    println!(
-        "{}: configured; restart the OpenClaw gateway.",
-        openclaw_config.display()
-    );
-    Ok(())
+    Ok(clawgate_wrapper::openclaw::configure_file(
+        openclaw_config,
+        &setup,
+    )?)
 }

@@ -5,9 +5,11 @@
 
 mod cli;
 mod daemon_cmd;
+mod doctor_cmd;
 mod egress_cmd;
 mod policy_cmd;
 mod provision_cmd;
+mod provision_steps;
 mod redact_cmd;
 mod state;
 mod vault_cmd;
@@ -71,6 +73,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Egress(cmd) => egress_cmd::egress(&cli.global, &env, cmd),
         cli::Command::Usage(cmd) => egress_cmd::usage(&cli.global, &env, cmd),
         cli::Command::Provision(cmd) => provision_cmd::run(&cli.global, &env, cmd),
+        cli::Command::Doctor(args) => doctor_cmd::doctor(&cli.global, &env, &args),
     }
 }
 

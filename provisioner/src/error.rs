@@ -1,5 +1,6 @@
 //! The provisioner's error type. Errors name users, paths, commands and reasons; the provisioner
-//! never handles a secret value in the firewall step.
+//! never puts a secret value into one: the secrets file's errors carry names, line and column
+//! numbers only.
 
 /// Errors of the provisioning steps.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,38 @@ pub enum Error {
     Command {
         /// The command.
         command: String,
+        /// Why.
+        reason: String,
+    },
+    /// The one-time secrets file is refused or malformed. Never carries a value.
+    #[error("secrets file {path}: {reason}")]
+    SecretsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (names, line and column numbers; never a value).
+        reason: String,
+    },
+    /// The progress journal cannot be read or written.
+    #[error("provisioning journal {path}: {reason}")]
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A configuration file the provisioner edits is malformed or conflicts with the request.
+    #[error("{path}: {reason}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The egress lock's status file is missing, stale, untrustworthy or malformed.
+    #[error("egress lock status {path}: {reason}")]
+    LockStatus {
+        /// The status file.
+        path: std::path::PathBuf,
         /// Why.
         reason: String,
     },

@@ -13,6 +13,7 @@ mod leaks;
 mod openapi;
 mod policy_cli;
 mod provision;
+mod provision_steps;
 mod redact_cli;
 mod serve;
 mod vault_cli;

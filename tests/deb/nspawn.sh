@@ -115,6 +115,60 @@ NFT
     }
     check "stopping the lock deletes only its table; starting restores it" lock_stop_start
 
+    # Provisioning under systemd: the agent's user and a fake OpenClaw config, `provision all`
+    # (openclaw and firewall: the vault key is a credential now, which only the service can
+    # read, so the secrets steps are the chroot's), then `clawgate doctor` until it passes.
+    inct useradd --system --create-home --home-dir /home/openclaw --shell /bin/sh openclaw
+    mkdir -p "$nroot/home/openclaw/.openclaw"
+    printf '{"models":{"providers":{"openai":{"baseUrl":"https://api.openai.com/v1","apiKey":"sk-nspawn-planted","models":[]}}}}\n' \
+        >"$nroot/home/openclaw/.openclaw/openclaw.json"
+    inct chown -R openclaw:openclaw /home/openclaw/.openclaw
+    printf '[agent]\nuser = "openclaw"\n[openclaw]\nconfig = "/home/openclaw/.openclaw/openclaw.json"\n' \
+        >"$nroot/root/provision.toml"
+    provisioned=$work/nspawn-provision.log
+    check "provision all under systemd" sh -c "nsenter --target $cpid --all -- env -i PATH='$PATHS' LC_ALL=C HOME=/root \
+        clawgate provision all --config /root/provision.toml >'$provisioned' 2>&1 || { cat '$provisioned'; exit 1; }"
+    sed 's/^/      | /' "$provisioned"
+    check "clawgate-egress-lock-status.service enabled and active" \
+        sh -c "[ \"\$(nsenter --target $cpid --all -- systemctl is-enabled clawgate-egress-lock-status.service)\" = enabled ]"
+    check "clawgate-egress-lock-status.service active" wait_active clawgate-egress-lock-status.service
+    check "clawgate.service active after provisioning" wait_active clawgate.service
+    nspawn_doctor() {
+        local _
+        for _ in $(seq 30); do
+            inct clawgate doctor >"$work/nspawn-doctor.txt" 2>&1 && return 0
+            sleep 0.5
+        done
+        cat "$work/nspawn-doctor.txt"
+        return 1
+    }
+    check "clawgate doctor passes under systemd (within 15 s of provisioning)" nspawn_doctor
+    sed 's/^/      | /' "$work/nspawn-doctor.txt"
+    again_nspawn() {
+        local out
+        out=$(inct clawgate provision all --config /root/provision.toml 2>&1) || { echo "$out"; return 1; }
+        grep -q '^openclaw: already done' <<<"$out" && grep -q '^firewall: already done' <<<"$out"
+    }
+    check "provision all re-run under systemd: already done" again_nspawn
+    # The status service stops: the daemon's verdict goes stale and tool calls are blocked.
+    inct systemctl stop clawgate-egress-lock-status.service
+    stale_blocks() {
+        local _
+        local out
+        for _ in $(seq 40); do
+            # doctor exits 1 when a check fails: capture first (pipefail would fail the pipe).
+            out=$(inct clawgate doctor --json 2>/dev/null || true)
+            grep -q '"name":"daemon health","ok":false' <<<"$out" &&
+                grep -q 'egress lock lost' <<<"$out" && return 0
+            sleep 0.5
+        done
+        echo "$out"
+        return 1
+    }
+    check "status service stopped: the daemon counts the lock as lost (doctor: daemon health fails)" stale_blocks
+    inct systemctl start clawgate-egress-lock-status.service
+    check "status service back: doctor passes again" nspawn_doctor
+
     main_pid=$(prop clawgate.service MainPID)
     lock_since=$(prop clawgate-egress-lock.service ActiveEnterTimestampMonotonic)
     upgrade_in() { inct env DEBIAN_FRONTEND=noninteractive dpkg -i --force-confdef --force-confold "$d2" </dev/null; }

@@ -87,10 +87,14 @@ fi
 
 # --- cleanup: only what this script started or mounted ------------------------------------------
 serve_pid=
+status_pid=
 nspawn_pid=
+netns_made=
 mounts=()
 cleanup() {
     if [ -n "$serve_pid" ]; then kill "$serve_pid" 2>/dev/null || true; fi
+    if [ -n "$status_pid" ]; then kill "$status_pid" 2>/dev/null || true; fi
+    if [ -n "$netns_made" ]; then ip netns del "$netns_made" 2>/dev/null || true; fi
     if [ -n "$nspawn_pid" ]; then
         kill -TERM "$nspawn_pid" 2>/dev/null || true
         for _ in $(seq 30); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 1; done
@@ -168,6 +172,9 @@ fi
 lock_security=$(systemd-analyze security --offline=yes "$unit_dir/clawgate-egress-lock.service" 2>&1 |
     sed -n 's/.*Overall exposure level for clawgate-egress-lock.service: \([0-9.]*\).*/\1/p' || true)
 echo "      | clawgate-egress-lock.service (root, CAP_NET_ADMIN only): $lock_security"
+status_security=$(systemd-analyze security --offline=yes "$unit_dir/clawgate-egress-lock-status.service" 2>&1 |
+    sed -n 's/.*Overall exposure level for clawgate-egress-lock-status.service: \([0-9.]*\).*/\1/p' || true)
+echo "      | clawgate-egress-lock-status.service (root, CAP_NET_ADMIN only): $status_security"
 
 # --- 3. the debootstrap root ----------------------------------------------------------------
 key=$(printf 'bookworm minbase %s' "$include" | sha256sum | cut -c1-12)
@@ -242,6 +249,8 @@ check "group clawgate-hook exists" ch getent group clawgate-hook
 check "clawgate.service enabled (multi-user.target.wants link)" \
     test -L "$root/etc/systemd/system/multi-user.target.wants/clawgate.service"
 check "egress lock installed, not enabled" test ! -e "$root/etc/systemd/system/sysinit.target.wants/clawgate-egress-lock.service"
+check "egress lock status installed, not enabled" test -f "$root/usr/lib/systemd/system/clawgate-egress-lock-status.service" -a \
+    ! -e "$root/etc/systemd/system/multi-user.target.wants/clawgate-egress-lock-status.service"
 check "clawgate validate --config (as user clawgate, like ExecStartPre)" \
     as clawgate clawgate validate --config /etc/clawgate/clawgate.toml
 check "shipped default policy loads (clawgate policy test)" \
@@ -253,31 +262,149 @@ check "man page installed (gzipped)" man_installed
 # verify only warns (exit 0) about an unknown or misspelt directive: any output fails the check.
 verify_units() {
     local out
-    out=$(systemd-analyze verify --man=no --root="$root" clawgate.service clawgate-egress-lock.service 2>&1) || {
+    out=$(systemd-analyze verify --man=no --root="$root" clawgate.service clawgate-egress-lock.service \
+        clawgate-egress-lock-status.service 2>&1) || {
         echo "$out"
         return 1
     }
     echo "$out"
     [ -z "$out" ]
 }
-check "systemd-analyze verify clawgate.service clawgate-egress-lock.service (no output)" verify_units
+check "systemd-analyze verify clawgate.service clawgate-egress-lock.service clawgate-egress-lock-status.service (no output)" verify_units
 
-# Provisioning by hand, as the provisioner will do it: the agent's user, in group clawgate-hook,
-# named in the configuration (this is also the local conffile edit the upgrade must keep).
+# --- provisioning: `clawgate provision all` from a provisioning file ----------------------------
+# The agent's user and a fake OpenClaw install (its config and .env; OpenClaw itself is not
+# needed here), the platform's secrets file, all with planted values that must end up in the
+# vault and nowhere else. Every clawgate command that may touch nftables runs in a network
+# namespace of this test ($netns), never the host's.
 ch useradd --system --create-home --home-dir /home/openclaw --shell /bin/sh openclaw
-ch usermod -aG clawgate-hook openclaw
 ch useradd --system --no-create-home --shell /usr/sbin/nologin bystander
-sed -i 's|^#     allowed_users = \["openclaw"\]$|allowed_users = ["openclaw"]|' "$root/etc/clawgate/clawgate.toml"
-check "local edit: hook.allowed_users = [\"openclaw\"]" grep -qx 'allowed_users = \["openclaw"\]' "$root/etc/clawgate/clawgate.toml"
+planted_provider="sk-ant-deb$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+planted_env="envsecret$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+planted_stripe="sk_live_deb$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+write_fake_openclaw() {
+    mkdir -p "$root/home/openclaw/.openclaw"
+    printf '{"models":{"providers":{"anthropic":{"baseUrl":"https://api.anthropic.com","apiKey":"%s","models":[]}}}}\n' \
+        "$planted_provider" >"$root/home/openclaw/.openclaw/openclaw.json"
+    printf 'ANTHROPIC_API_KEY=%s\nMY_SERVICE_TOKEN=%s\n' "$planted_provider" "$planted_env" \
+        >"$root/home/openclaw/.openclaw/.env"
+    ch chown -R openclaw:openclaw /home/openclaw/.openclaw
+    chmod 600 "$root/home/openclaw/.openclaw/openclaw.json" "$root/home/openclaw/.openclaw/.env"
+}
+write_secrets_file() {
+    printf '{"format":"clawgate-secrets/1","secrets":[{"name":"stripe","value":"%s","tools":["web_fetch"],"hosts":["api.stripe.com"]}]}\n' \
+        "$planted_stripe" >"$root/root/clawgate-secrets.json"
+    chmod "$1" "$root/root/clawgate-secrets.json"
+}
+write_fake_openclaw
+cat >"$root/root/provision.toml" <<'TOML'
+[agent]
+user = "openclaw"
+[secrets]
+from = "/root/clawgate-secrets.json"
+[import_env]
+path = "/home/openclaw/.openclaw/.env"
+[openclaw]
+config = "/home/openclaw/.openclaw/openclaw.json"
+TOML
+netns=clawgate-deb-test-$$
+ip netns add "$netns"
+netns_made=$netns
+ip -n "$netns" link set lo up
+# In the test's network namespace, chrooted, as root.
+nch() { ip netns exec "$netns" chroot "$root" env -i PATH="$PATHS" HOME=/root LC_ALL=C "$@"; }
+provision_log=$work/provision.log
+: >"$provision_log"
+provision_all() { nch "$@" clawgate provision all --config /root/provision.toml 2>&1 | tee -a "$provision_log"; }
+
+echo "--- provision all (chroot, the test's network namespace)"
+# 1. The platform left the secrets file readable: refused, left alone, nothing imported.
+write_secrets_file 644
+readable=$(nch clawgate provision secrets --from /root/clawgate-secrets.json 2>&1 | tee -a "$provision_log" || true)
+check "secrets file left readable: FAILED with the mode and 'rotate'" \
+    grep -q 'secrets: FAILED.*mode 0644.*rotate' <<<"$readable"
+check "secrets file left readable: left in place" grep -q "$planted_stripe" "$root/root/clawgate-secrets.json"
+check "secrets file left readable: no vault written" test ! -e "$root/var/lib/clawgate/vault.db"
+write_secrets_file 600
+# 2. Killed in the middle of the openclaw step (after the daemon config edit), then re-run.
+killed=$(provision_all env CLAWGATE_PROVISION_ABORT_AT=openclaw.daemon-config || true)
+check "provision killed mid-step: secrets and import-env done before the kill" \
+    grep -q 'import-env: done' <<<"$killed"
+check "provision killed mid-step: the openclaw step did not finish" fails grep -q 'openclaw: done' <<<"$killed"
+rerun=$(provision_all || echo "EXIT $?")
+check "re-run after the kill completes every step" grep -q 'provision all: 4 step(s) complete' <<<"$rerun"
+check "re-run says where the earlier run stopped" \
+    grep -q 'openclaw: note: an earlier run stopped during this step' <<<"$rerun"
+check "re-run: secrets already done (file consumed by the killed run)" grep -q 'secrets: already done' <<<"$rerun"
+# 3. A re-run on the provisioned host: every step already done.
+again=$(provision_all || echo "EXIT $?")
+already_all() {
+    local step
+    for step in secrets import-env openclaw firewall; do grep -q "^$step: already done" <<<"$again" || return 1; done
+    grep -q 'provision all: 4 step(s) complete' <<<"$again"
+}
+check "re-run on a provisioned host: every step 'already done'" already_all
+expect "secrets file destroyed" absent "$(test -e "$root/root/clawgate-secrets.json" && echo present || echo absent)"
+expect ".env destroyed" absent "$(test -e "$root/home/openclaw/.openclaw/.env" && echo present || echo absent)"
+vault_has_all() {
+    local out
+    out=$(as clawgate clawgate --state-dir /var/lib/clawgate vault list --json) || return 1
+    grep -q '"stripe"' <<<"$out" && grep -q '"ANTHROPIC_API_KEY"' <<<"$out" && grep -q '"MY_SERVICE_TOKEN"' <<<"$out"
+}
+check "vault holds stripe, ANTHROPIC_API_KEY, MY_SERVICE_TOKEN (read as clawgate)" vault_has_all
+state_owned() {
+    local f bad=0
+    for f in vault.db vault.key agent-tokens.json; do
+        [ "$(owner_mode "/var/lib/clawgate/$f")" = "clawgate:clawgate 600" ] || { echo "$f: $(owner_mode "/var/lib/clawgate/$f")"; bad=1; }
+    done
+    [ "$(owner_mode /var/lib/clawgate/provision-journal.json)" = "root:root 600" ] || { echo journal; bad=1; }
+    return $bad
+}
+check "state files root created belong to clawgate (journal stays root's)" state_owned
+expect "OpenClaw's config: root-owned, the agent's group, 0640" "root:openclaw 640" \
+    "$(owner_mode /home/openclaw/.openclaw/openclaw.json)"
+check "the agent cannot rewrite OpenClaw's config" fails as openclaw sh -c 'echo {} >> /home/openclaw/.openclaw/openclaw.json'
+check "the agent's user is in clawgate-hook" sh -c "chroot '$root' id -nG openclaw | grep -qw clawgate-hook"
+check "hook.allowed_users names the agent" grep -qx 'allowed_users = \["openclaw"\]' "$root/etc/clawgate/clawgate.toml"
+lock_table_set() {
+    grep -A2 -x '\[egress_lock\]' "$root/etc/clawgate/clawgate.toml" | tr '\n' ' ' |
+        grep -q 'agent_user = "openclaw" probe = "status-file"'
+}
+check "[egress_lock] with the status-file probe" lock_table_set
+expect "conffile still root:clawgate 640 after the edits" "root:clawgate 640" "$(owner_mode /etc/clawgate/clawgate.toml)"
 check "edited configuration validates" as clawgate clawgate validate --config /etc/clawgate/clawgate.toml
+check "egress lock rules written" grep -q 'meta skuid' "$root/etc/clawgate/egress-lock.nft"
+check "table loaded in the test's namespace" ip netns exec "$netns" nft list table inet clawgate_egress
+check "lock units enabled offline (sysinit + multi-user wants)" \
+    test -L "$root/etc/systemd/system/sysinit.target.wants/clawgate-egress-lock.service" -a \
+    -L "$root/etc/systemd/system/multi-user.target.wants/clawgate-egress-lock-status.service"
+no_planted() {
+    local f
+    for f in "$provision_log" "$root/etc/clawgate/clawgate.toml" "$root/home/openclaw/.openclaw/openclaw.json" \
+        "$root/var/lib/clawgate/provision-journal.json"; do
+        if grep -qF -e "$planted_provider" -e "$planted_env" -e "$planted_stripe" "$f"; then echo "planted value in $f"; return 1; fi
+    done
+}
+check "no planted secret in provision output, configs or journal" no_planted
 # What systemd-tmpfiles does at boot (the postinst snippet only runs it under systemd).
 ch systemd-tmpfiles --create clawgate.conf
 expect "/run/clawgate from tmpfiles.d" "clawgate:clawgate-hook 2750" "$(owner_mode /run/clawgate)"
+# What clawgate-egress-lock-status.service does: the verdict for the daemon, every second.
+ip netns exec "$netns" chroot "$root" env -i PATH="$PATHS" LC_ALL=C sh -c \
+    'mkdir -p -m 0755 /run/clawgate-lock && exec clawgate provision lock-status --config /etc/clawgate/clawgate.toml --every 1' \
+    >"$work/lock-status.log" 2>&1 &
+status_pid=$!
+for _ in $(seq 50); do [ -s "$root/run/clawgate-lock/status.json" ] && break; sleep 0.1; done
+status_in_force() {
+    [ "$(stat -c '%U %a' "$root/run/clawgate-lock/status.json")" = "root 644" ] &&
+        grep -q '"state":"in_force"' "$root/run/clawgate-lock/status.json"
+}
+check "lock status written (root 644, in force)" status_in_force
 
 # The daemon, started by hand as its user, in a network namespace of its own (loopback only).
-unshare --net -- sh -c 'ip link set lo up && exec chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+ip netns exec "$netns" chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     setpriv --reuid=clawgate --regid=clawgate --init-groups \
-    clawgate serve --config /etc/clawgate/clawgate.toml' sh "$root" >"$work/serve.log" 2>&1 &
+    clawgate serve --config /etc/clawgate/clawgate.toml >"$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 100); do [ -S "$root/run/clawgate/hook.sock" ] && break; sleep 0.1; done
 check "clawgate serve is up (hook socket)" test -S "$root/run/clawgate/hook.sock"
@@ -293,7 +420,27 @@ hook() { # USER PATH [JSON]
 event() { # TOOL-CALL-ID COMMAND
     printf '{"event":{"toolName":"exec","params":{"command":"%s"},"runId":"r1","toolCallId":"%s"},"ctx":{"agentId":"main","sessionKey":"agent:main:main","runId":"r1","toolCallId":"%s","toolName":"exec"}}' "$2" "$1" "$1"
 }
+# The watcher's first check (every 2 s) must find the lock held before calls are allowed.
+lock_held() {
+    hook openclaw /v1/health 2>/dev/null | grep -q '"egressLock":"held"'; }
+for _ in $(seq 50); do lock_held && break; sleep 0.2; done
 check "agent's user: /v1/health" hook openclaw /v1/health -f
+check "the daemon holds the lock through the status file" lock_held
+doctor_out=$work/doctor.txt
+doctor_passes() { nch clawgate doctor >"$doctor_out" 2>&1 || { cat "$doctor_out"; return 1; }; }
+check "clawgate doctor passes on the provisioned chroot (no systemd: admin socket)" doctor_passes
+sed 's/^/      | /' "$doctor_out"
+nch nft delete table inet clawgate_egress
+doctor_fail=$(nch clawgate doctor --json 2>/dev/null || true)
+doctor_lock_fails() {
+    grep -q '"name":"egress lock","ok":false' <<<"$doctor_fail" &&
+        grep -q 'systemctl restart clawgate-egress-lock' <<<"$doctor_fail"
+}
+check "doctor --json fails the egress lock, with its fix, once the table is gone" doctor_lock_fails
+check "clawgate provision firewall restores it" nch clawgate provision firewall --agent-user openclaw --config /etc/clawgate/clawgate.toml
+# The watcher sees the table go and come back (the gap is audited); wait until it holds again.
+for _ in $(seq 50); do lock_held && break; sleep 0.2; done
+check "the daemon holds the lock again" lock_held
 answer=$(hook openclaw /v1/before_tool_call -d "$(event c1 'ls -la')" 2>&1 || true)
 check "agent's user: a green exec is allowed ({params})" grep -q '"params"' <<<"$answer"
 answer=$(hook openclaw /v1/before_tool_call -d "$(event c2 'rm -rf --no-preserve-root /')" 2>&1 || true)
@@ -302,6 +449,9 @@ check "another user cannot reach the hook socket" fails hook bystander /v1/healt
 check "the agent's user cannot reach the admin socket" fails as openclaw \
     curl -sS --max-time 5 --unix-socket /var/lib/clawgate/admin.sock http://clawgate/v1/health
 check "root: clawgate approvals list over the admin socket" ch clawgate approvals list --config /etc/clawgate/clawgate.toml
+kill -TERM "$status_pid" 2>/dev/null || true
+wait "$status_pid" 2>/dev/null || true
+status_pid=
 kill -TERM "$serve_pid"
 serve_rc=0
 wait "$serve_pid" || serve_rc=$?
@@ -316,11 +466,8 @@ check "audit chain written by the daemon verifies" \
 digest=$(state_digest)
 # The provisioner's files: the egress lock (its rules, enabled with systemctl) and the vault key
 # as a credential. Purge must remove them.
-printf 'table inet clawgate_egress {}\n' >"$root/etc/clawgate/egress-lock.nft"
 mkdir -p "$root/etc/credstore.encrypted"
 printf 'not a real credential\n' >"$root/etc/credstore.encrypted/clawgate-vault-key"
-check "provisioner enables the egress lock (systemctl enable, offline)" \
-    ch systemctl enable clawgate-egress-lock.service
 
 echo "--- upgrade $v1 -> $v2 with the conffile edited"
 # No terminal: a conffile prompt would read end-of-file and fail the upgrade.
@@ -335,6 +482,7 @@ has_secret() { as clawgate clawgate --state-dir /var/lib/clawgate vault list | g
 check "secret still in the vault" has_secret
 check "clawgate.service still enabled" test -L "$root/etc/systemd/system/multi-user.target.wants/clawgate.service"
 check "egress lock still enabled" test -L "$root/etc/systemd/system/sysinit.target.wants/clawgate-egress-lock.service"
+check "egress lock status still enabled" test -L "$root/etc/systemd/system/multi-user.target.wants/clawgate-egress-lock-status.service"
 check "configuration validates after the upgrade" as clawgate clawgate validate --config /etc/clawgate/clawgate.toml
 
 echo "--- remove"
@@ -359,6 +507,8 @@ reinstall_purge() { ch dpkg -i "$d2" && ch dpkg -P clawgate; }
 check "reinstall over the kept user, then purge again" reinstall_purge
 umount "$root/proc"
 mounts=()
+ip netns del "$netns"
+netns_made=
 
 # --- 4. under systemd as PID 1 ---------------------------------------------------------------------
 . "$here/nspawn.sh"

@@ -147,10 +147,36 @@ struct RawEgressLock {
     required: Option<bool>,
     /// Seconds between checks (default 2).
     check_seconds: Option<u64>,
+    /// How the lock is read: `nft` (the daemon runs nft itself; needs CAP_NET_ADMIN) or
+    /// `status-file` (the root status service's verdict). Default `nft`.
+    probe: Option<String>,
+    /// The status file (probe `status-file`); default /run/clawgate-lock/status.json.
+    status_file: Option<PathBuf>,
+    /// Oldest status accepted, in seconds (default 10).
+    status_max_age_seconds: Option<u64>,
 }
 
 /// Default seconds between two checks of the egress lock.
 pub const DEFAULT_LOCK_CHECK_SECS: u64 = 2;
+/// Where the root status service writes the lock's status by default.
+pub const DEFAULT_LOCK_STATUS_FILE: &str = "/run/clawgate-lock/status.json";
+/// Default oldest status file accepted, in seconds (the service writes every 2 s).
+pub const DEFAULT_LOCK_STATUS_MAX_AGE_SECS: u64 = 10;
+
+/// How `clawgate serve` reads the egress lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockProbeKind {
+    /// Runs `nft -j list table` itself (needs `CAP_NET_ADMIN` in the host's network namespace).
+    Nft,
+    /// Reads the verdict the root service `clawgate-egress-lock-status` writes; a missing,
+    /// stale or untrustworthy file reads as the lock lost.
+    StatusFile {
+        /// The file.
+        path: PathBuf,
+        /// Oldest verdict accepted.
+        max_age: Duration,
+    },
+}
 
 /// The egress lock `clawgate serve` watches (the nftables table `inet clawgate_egress`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +190,8 @@ pub struct EgressLockSettings {
     pub required: bool,
     /// Time between checks.
     pub check_every: Duration,
+    /// How the lock is read.
+    pub probe: LockProbeKind,
 }
 
 impl RawEgressLock {
@@ -188,11 +216,45 @@ impl RawEgressLock {
         if !(1..=60).contains(&secs) {
             return Err(bad("egress_lock.check_seconds must be 1..=60"));
         }
+        let probe = match self.probe.as_deref().unwrap_or("nft") {
+            "nft" => {
+                if self.status_file.is_some() || self.status_max_age_seconds.is_some() {
+                    return Err(bad(
+                        "egress_lock.status_file and status_max_age_seconds need probe = \"status-file\"",
+                    ));
+                }
+                LockProbeKind::Nft
+            }
+            "status-file" => {
+                let path = self
+                    .status_file
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCK_STATUS_FILE));
+                if !path.is_absolute() {
+                    return Err(bad("egress_lock.status_file must be an absolute path"));
+                }
+                let age = self
+                    .status_max_age_seconds
+                    .unwrap_or(DEFAULT_LOCK_STATUS_MAX_AGE_SECS);
+                if !(2..=300).contains(&age) {
+                    return Err(bad("egress_lock.status_max_age_seconds must be 2..=300"));
+                }
+                LockProbeKind::StatusFile {
+                    path,
+                    max_age: Duration::from_secs(age),
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "egress_lock.probe `{other}` is not \"nft\" or \"status-file\""
+                )));
+            }
+        };
         Ok(EgressLockSettings {
             agent_user,
             agent_uid,
             required: self.required.unwrap_or(true),
             check_every: Duration::from_secs(secs),
+            probe,
         })
     }
 }
@@ -689,7 +751,17 @@ mod tests {
                 agent_uid: 1001,
                 required: true,
                 check_every: Duration::from_secs(2),
+                probe: LockProbeKind::Nft,
             })
+        );
+        let s = settings("[egress_lock]\nagent_user = \"openclaw\"\nprobe = \"status-file\"\n")
+            .unwrap();
+        assert_eq!(
+            s.egress_lock.unwrap().probe,
+            LockProbeKind::StatusFile {
+                path: PathBuf::from(DEFAULT_LOCK_STATUS_FILE),
+                max_age: Duration::from_secs(10),
+            }
         );
         let s = settings(
             "[egress_lock]\nagent_user = \"openclaw\"\nrequired = false\ncheck_seconds = 5\n",
@@ -779,6 +851,22 @@ mod tests {
             ("[egress_lock]\nagent_user = \"nosuch\"", "no user `nosuch`"),
             ("[egress_lock]\nagent_user = \"0\"", "root"),
             ("[egress_lock]\nagent_user = \"999\"", "daemon's own user"),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\nprobe = \"netlink\"",
+                "is not \"nft\"",
+            ),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\nstatus_file = \"/x\"",
+                "need probe",
+            ),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\nprobe = \"status-file\"\nstatus_file = \"rel\"",
+                "absolute",
+            ),
+            (
+                "[egress_lock]\nagent_user = \"openclaw\"\nprobe = \"status-file\"\nstatus_max_age_seconds = 1",
+                "2..=300",
+            ),
             (
                 "[egress_lock]\nagent_user = \"openclaw\"\ncheck_seconds = 0",
                 "check_seconds",

@@ -32,6 +32,7 @@
 
 mod model;
 mod nft;
+pub mod status;
 pub mod systemd;
 #[cfg(test)]
 mod tests;

@@ -424,7 +424,7 @@ fn parse_match(body: &Value) -> Option<Stmt> {
         return match k {
             "skuid" => Some(Stmt::SkUid(number_or_numeric_text(right)?)),
             "oifname" => Some(Stmt::OifName(right.as_str()?.to_owned())),
-            "l4proto" => Some(Stmt::L4Proto(right.as_str()?.to_owned())),
+            "l4proto" => Some(Stmt::L4Proto(l4proto_name(right)?)),
             _ => None,
         };
     }
@@ -463,6 +463,21 @@ fn parse_match(body: &Value) -> Option<Stmt> {
             Some(Stmt::Daddr(IpAddr::V6(ip)))
         }
         ("tcp", "dport") => Some(Stmt::TcpDport(u16::try_from(right.as_u64()?).ok()?)),
+        _ => None,
+    }
+}
+
+/// An `l4proto` operand: nft prints the name from /etc/protocols, or the number when that file
+/// is missing (a minimal Debian root has no `netbase`). Only the protocols we generate are
+/// mapped back; any other number stays a number and never matches.
+fn l4proto_name(right: &Value) -> Option<String> {
+    match right {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(match n.as_u64()? {
+            6 => "tcp".to_owned(),
+            17 => "udp".to_owned(),
+            other => other.to_string(),
+        }),
         _ => None,
     }
 }

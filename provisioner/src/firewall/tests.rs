@@ -435,3 +435,20 @@ fn nft_outcomes_are_told_apart() {
     );
     assert!(!loaded.exists(), "an identical table is not reloaded");
 }
+
+#[test]
+fn protocol_numbers_read_as_their_names_without_etc_protocols() {
+    // A root without netbase (debootstrap minbase) has no /etc/protocols: nft 1.0.6 lists
+    // `meta l4proto tcp` as the number 6. Found by tests/deb under systemd-nspawn.
+    let mut listing: Value = serde_json::from_str(&read("listing-in-force.json")).unwrap();
+    let numeric = |n: u64| serde_json::json!({"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": n}});
+    set_expr(&mut listing, "agent_out", 6, 0, numeric(6));
+    let state = captured_spec().judge(&listing.to_string()).unwrap();
+    assert!(matches!(state, LockState::InForce(_)), "{state:?}");
+    set_expr(&mut listing, "agent_out", 6, 0, numeric(17));
+    let differences = altered(captured_spec().judge(&listing.to_string()).unwrap());
+    assert!(
+        differences.iter().any(|d| d.contains("meta l4proto udp")),
+        "{differences:#?}"
+    );
+}
