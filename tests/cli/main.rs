@@ -9,6 +9,8 @@
 mod common;
 mod crash;
 mod egress;
+mod hub;
+mod hubwire;
 mod leaks;
 mod openapi;
 mod policy_cli;

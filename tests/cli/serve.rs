@@ -19,6 +19,13 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(extra: &str) -> Daemon {
+        let mut d = Daemon::prepare(extra);
+        d.spawn();
+        d
+    }
+
+    /// The state and configuration of a daemon, not started yet.
+    pub(crate) fn prepare(extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("clawgate.toml");
         let state = dir.path().join("state");
@@ -36,12 +43,17 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let mut d = Daemon {
+        let d = Daemon {
             dir,
             config,
             child: None,
         };
-        d.spawn();
+        std::fs::create_dir_all(d.state()).unwrap();
+        std::fs::set_permissions(
+            d.state(),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
         d
     }
 
@@ -182,13 +194,13 @@ pub(crate) fn event(tool: &str, params: Value, call_id: &str) -> Value {
     })
 }
 
-fn blocked(v: &Value) -> &str {
+pub(crate) fn blocked(v: &Value) -> &str {
     assert_eq!(v["block"], true, "expected a block, got {v}");
     v["blockReason"].as_str().unwrap()
 }
 
 /// Read with the state directory alone, so a test may break the config file meanwhile.
-fn audit_text(d: &Daemon) -> String {
+pub(crate) fn audit_text(d: &Daemon) -> String {
     let out = clawgate(&d.state())
         .args(["audit", "show", "--limit", "100000", "--json"])
         .output()
@@ -201,7 +213,7 @@ fn audit_text(d: &Daemon) -> String {
     stdout(&out)
 }
 
-fn verify_audit(d: &Daemon) -> String {
+pub(crate) fn verify_audit(d: &Daemon) -> String {
     let out = clawgate(&d.state())
         .args(["audit", "verify"])
         .output()

@@ -1,0 +1,230 @@
+//! The signed bundle in force, on disk: `bundle/current.json` (the verified document, exactly as
+//! received) and `bundle/high-water` (the highest version ever accepted). Both are written
+//! atomically, the document first: a crash in between leaves a document above the mark, which
+//! the next start accepts and records; the other order could leave a mark above the only
+//! document, which would then be refused as a rollback.
+//!
+//! Verification is `clawgate_policies::bundle::verify` against the trust file of
+//! `policy.trust_file` and this appliance's tenant. A new bundle must be strictly above the
+//! mark; at start the document in force is re-verified with `allow_current`. A bundle past its
+//! expiry stays in force (the Hub may be unreachable for a while) and is marked expired: the
+//! engine then asks for everything above green.
+
+use std::path::{Path, PathBuf};
+
+use clawgate_policies::bundle::{self, BundleError, Expectations, TrustStore, VerifiedBundle};
+use clawgate_policies::{Policy, Tier};
+
+use crate::error::{Error, Result};
+
+/// Where the bundle lives in the state directory.
+pub(crate) const CURRENT: &str = "current.json";
+const HIGH_WATER: &str = "high-water";
+
+/// What the engine needs to know about the bundle in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleInfo {
+    /// Its version.
+    pub version: u64,
+    /// SHA-256 (hex) of its manifest.
+    pub manifest_sha256: String,
+    /// SHA-256 (hex) of the whole document, as the Hub announces it.
+    pub document_sha256: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: i64,
+    /// Past its expiry: still enforced, but everything above green is asked.
+    pub expired: bool,
+}
+
+impl BundleInfo {
+    /// The policy version string grants and approvals are bound to.
+    pub fn policy_version(&self) -> String {
+        format!(
+            "bundle:{}:{}",
+            self.version,
+            &self.manifest_sha256[..16.min(self.manifest_sha256.len())]
+        )
+    }
+}
+
+/// A verified bundle ready to apply.
+#[derive(Debug)]
+pub struct Active {
+    /// About it.
+    pub info: BundleInfo,
+    /// Its policy.
+    pub policy: Policy,
+    /// Its autonomy tier.
+    pub tier: Tier,
+}
+
+/// The bundle directory and the keys bundles are checked against.
+#[derive(Debug)]
+pub struct BundleStore {
+    dir: PathBuf,
+    trust: Option<TrustStore>,
+    tenant_id: String,
+}
+
+impl BundleStore {
+    /// `dir` (created 0700 if missing), the trust file (none: every bundle is refused), the
+    /// tenant.
+    pub fn open(dir: &Path, trust_file: Option<&Path>, tenant_id: &str) -> Result<BundleStore> {
+        crate::daemon::ensure_private_dir(dir)?;
+        let trust = match trust_file {
+            None => None,
+            Some(f) => {
+                let bytes = clawgate_protocol::io::read_capped(f, 1024 * 1024)
+                    .map_err(|e| Error::io(format!("reading {}", f.display()), e))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Error::Config(format!("{} is not UTF-8", f.display())))?;
+                Some(TrustStore::from_toml(&text)?)
+            }
+        };
+        Ok(BundleStore {
+            dir: dir.to_owned(),
+            trust,
+            tenant_id: tenant_id.to_owned(),
+        })
+    }
+
+    /// The highest version accepted so far (0: none).
+    pub fn high_water(&self) -> Result<u64> {
+        let path = self.dir.join(HIGH_WATER);
+        if !path.exists() {
+            return Ok(0);
+        }
+        let bytes = clawgate_protocol::io::read_capped(&path, 64)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{} does not hold a version number: refusing to guess the bundle high-water mark",
+                    path.display()
+                ))
+            })
+    }
+
+    fn trust(&self) -> std::result::Result<&TrustStore, BundleError> {
+        self.trust.as_ref().ok_or_else(|| {
+            BundleError::Key(
+                "no bundle trust file is configured (policy.trust_file): every pushed bundle is refused"
+                    .into(),
+            )
+        })
+    }
+
+    /// The bundle in force, re-verified (`None`: none yet). A document that no longer verifies
+    /// (another tenant, a key no longer pinned, below the mark, altered) is an error: the daemon
+    /// refuses to start rather than fall back to a policy the Hub did not send.
+    pub fn load_current(&self, now: i64) -> Result<Option<Active>> {
+        let path = self.dir.join(CURRENT);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bytes = clawgate_protocol::io::read_capped(&path, bundle::MAX_BUNDLE_BYTES as u64)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let high_water = self.high_water()?;
+        let check = |now| {
+            bundle::verify(
+                &bytes,
+                self.trust()?,
+                &Expectations {
+                    tenant_id: &self.tenant_id,
+                    high_water,
+                    allow_current: true,
+                    now,
+                },
+            )
+        };
+        let (verified, expired) = match check(now) {
+            Ok(v) => (v, false),
+            // Past its expiry: everything else is checked as of just before it.
+            Err(BundleError::Expired { expires_at, .. }) => (check(expires_at - 1)?, true),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "the bundle in force ({}) no longer verifies: {e}; move it aside to start \
+                     on the configured policy, or have the Hub push a new one",
+                    path.display()
+                )));
+            }
+        };
+        let active = activate(&verified, &bytes, expired)?;
+        if active.info.version > high_water {
+            self.write_high_water(active.info.version)?;
+        }
+        Ok(Some(active))
+    }
+
+    /// Verifies a pushed bundle (strictly above the mark), builds its policy and persists it
+    /// (document, then mark). Nothing is written unless every check passed.
+    pub fn accept(
+        &self,
+        bytes: &[u8],
+        announced: u64,
+        now: i64,
+    ) -> std::result::Result<Active, Rejected> {
+        let high_water = self.high_water().map_err(Rejected::Local)?;
+        let trust = self.trust().map_err(Rejected::Bundle)?;
+        let verified = bundle::verify(
+            bytes,
+            trust,
+            &Expectations {
+                tenant_id: &self.tenant_id,
+                high_water,
+                allow_current: false,
+                now,
+            },
+        )
+        .map_err(Rejected::Bundle)?;
+        if verified.manifest.version != announced {
+            return Err(Rejected::Bundle(BundleError::Malformed(format!(
+                "the Hub announced version {announced} but the manifest says {}",
+                verified.manifest.version
+            ))));
+        }
+        let active = activate(&verified, bytes, false).map_err(Rejected::Local)?;
+        clawgate_protocol::io::write_atomic(&self.dir.join(CURRENT), bytes)
+            .map_err(|e| Rejected::Local(Error::io("writing the bundle", e)))?;
+        self.write_high_water(active.info.version)
+            .map_err(Rejected::Local)?;
+        Ok(active)
+    }
+
+    fn write_high_water(&self, version: u64) -> Result<()> {
+        clawgate_protocol::io::write_atomic(
+            &self.dir.join(HIGH_WATER),
+            format!("{version}\n").as_bytes(),
+        )
+        .map_err(|e| Error::io("writing the bundle high-water mark", e))
+    }
+}
+
+/// Why a pushed bundle was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejected {
+    /// The bundle failed verification.
+    #[error(transparent)]
+    Bundle(BundleError),
+    /// Its policy does not load, or it could not be stored.
+    #[error(transparent)]
+    Local(Error),
+}
+
+fn activate(verified: &VerifiedBundle, bytes: &[u8], expired: bool) -> Result<Active> {
+    let (policy, tier) = verified.policy()?;
+    let document_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    Ok(Active {
+        info: BundleInfo {
+            version: verified.manifest.version,
+            manifest_sha256: verified.manifest_sha256.clone(),
+            document_sha256,
+            expires_at: verified.manifest.expires_at,
+            expired,
+        },
+        policy,
+        tier,
+    })
+}
