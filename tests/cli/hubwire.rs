@@ -669,3 +669,55 @@ fn no_secret_reaches_the_hub_the_logs_the_audit_or_hub_db() {
     let health = health(&d).to_string();
     assert!(!health.contains(&credential) && !health.contains(&value));
 }
+
+#[test]
+fn an_expired_bundle_is_still_enforced_but_asks_for_everything_above_green() {
+    let hub = TestHub::start();
+    let bundles = Bundles::new("bundle-key-1");
+    let d = enrolled(
+        &hub,
+        &format!(
+            "[approvals]\nwait_seconds = 1\n[policy]\ntrust_file = \"{}\"\n",
+            bundles.trust_file().display()
+        ),
+    );
+    // Tier 3 allows reading a public page unasked, until the bundle expires.
+    let expires_at = now() + 4;
+    let bytes = bundles
+        .signer
+        .sign(
+            &clawgate_policies::bundle::ManifestTemplate {
+                tenant_id: TENANT,
+                version: 7,
+                issued_at: now(),
+                expires_at,
+                autonomy_tier: 3,
+            },
+            &clawgate_policies::Policy::default_sources()
+                .iter()
+                .map(|(n, t)| ((*n).to_owned(), t.as_bytes().to_vec()))
+                .collect(),
+        )
+        .unwrap();
+    hub.publish_bundle(7, bytes);
+    hub.wait_for("bundle 7 applied", |h| {
+        h.bundle_status
+            .iter()
+            .any(|(v, b)| *v == 7 && b["status"] == "applied")
+    });
+    let fetch = json!({"url": "https://example.com/"});
+    let green = json!({"path": "/tmp/notes.txt"});
+    wait_until("the bundle's expiry passes", || now() > expires_at);
+    assert!(blocked(&d.decide("web_fetch", fetch, "e1")).contains("expired"));
+    assert_eq!(d.decide("read", green.clone(), "e2")["params"], green);
+    wait_until("health says expired", || {
+        health(&d)["bundle"]["expired"] == true
+    });
+    assert!(audit_text(&d).contains("bundle.expired"));
+    hub.wait_for("a heartbeat reporting it", |h| {
+        h.heartbeats.iter().any(|b| {
+            b["bundle_version"] == 7
+                && b["health"]["components"]["policy_compliance"].as_u64() < Some(10)
+        })
+    });
+}

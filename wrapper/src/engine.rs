@@ -554,10 +554,12 @@ impl Engine {
         }
         let assessment = snap.policy.assess(&call);
         let mut decision = clawgate_policies::decide(&assessment.verdict, snap.tier);
-        if snap.bundle.as_ref().is_some_and(|b| b.expired)
-            && decision.decision == Action::Allow
-            && decision.class != Class::Green
-        {
+        // Expired as marked, or as of now (the link marks it at its next heartbeat).
+        let bundle_expired = snap
+            .bundle
+            .as_ref()
+            .is_some_and(|b| b.expired || crate::hublink::unix_now() >= b.expires_at);
+        if bundle_expired && decision.decision == Action::Allow && decision.class != Class::Green {
             // An expired bundle is still enforced, but nothing above green runs unasked.
             decision.decision = Action::Ask;
             decision.reason = format!(

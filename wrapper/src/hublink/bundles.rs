@@ -228,3 +228,96 @@ fn activate(verified: &VerifiedBundle, bytes: &[u8], expired: bool) -> Result<Ac
         tier,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use clawgate_policies::bundle::{BundleSigner, ManifestTemplate};
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn bundle(signer: &BundleSigner, tenant: &str, version: u64, expires_at: i64) -> Vec<u8> {
+        let files: BTreeMap<String, Vec<u8>> = Policy::default_sources()
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), t.as_bytes().to_vec()))
+            .collect();
+        signer
+            .sign(
+                &ManifestTemplate {
+                    tenant_id: tenant,
+                    version,
+                    issued_at: NOW - 60,
+                    expires_at,
+                    autonomy_tier: 1,
+                },
+                &files,
+            )
+            .unwrap()
+    }
+
+    fn store(dir: &Path, signer: &BundleSigner) -> BundleStore {
+        let trust = dir.join("trust.toml");
+        std::fs::write(&trust, signer.trust_entry()).unwrap();
+        BundleStore::open(&dir.join("bundle"), Some(&trust), "t1").unwrap()
+    }
+
+    #[test]
+    fn accepts_only_newer_versions_and_keeps_the_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = BundleSigner::generate("k1").unwrap();
+        let s = store(dir.path(), &signer);
+        assert!(s.load_current(NOW).unwrap().is_none());
+        let v2 = bundle(&signer, "t1", 2, NOW + 3600);
+        assert_eq!(s.accept(&v2, 2, NOW).unwrap().info.version, 2);
+        assert_eq!(s.high_water().unwrap(), 2);
+        for (bytes, announced, code) in [
+            (bundle(&signer, "t1", 1, NOW + 3600), 1, "not newer"),
+            (v2.clone(), 2, "not newer"),
+            (bundle(&signer, "t2", 3, NOW + 3600), 3, "tenant"),
+            (
+                bundle(&BundleSigner::generate("k2").unwrap(), "t1", 3, NOW + 3600),
+                3,
+                "trusted key",
+            ),
+            (
+                bundle(&signer, "t1", 3, NOW + 3600),
+                4,
+                "announced version 4",
+            ),
+        ] {
+            let err = s.accept(&bytes, announced, NOW).unwrap_err().to_string();
+            assert!(err.contains(code), "{code}: {err}");
+        }
+        // Nothing refused was written: v2 is still the one in force.
+        let current = s.load_current(NOW).unwrap().unwrap();
+        assert_eq!(current.info.version, 2);
+        assert!(!current.info.expired);
+        assert_eq!(s.high_water().unwrap(), 2);
+    }
+
+    #[test]
+    fn an_expired_bundle_stays_in_force_marked_expired_and_a_rolled_back_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = BundleSigner::generate("k1").unwrap();
+        let s = store(dir.path(), &signer);
+        let v5 = bundle(&signer, "t1", 5, NOW + 60);
+        s.accept(&v5, 5, NOW).unwrap();
+        let later = s.load_current(NOW + 3600).unwrap().unwrap();
+        assert!(later.info.expired);
+        assert_eq!(later.info.version, 5);
+        // An older document put back in place of the current one is a rollback.
+        let v4 = bundle(&signer, "t1", 4, NOW + 3600);
+        std::fs::write(dir.path().join("bundle").join(CURRENT), &v4).unwrap();
+        let err = s.load_current(NOW).unwrap_err().to_string();
+        assert!(err.contains("no longer verifies"), "{err}");
+        // No trust file: every bundle is refused.
+        let none = BundleStore::open(&dir.path().join("other"), None, "t1").unwrap();
+        let err = none.accept(&v5, 5, NOW).unwrap_err().to_string();
+        assert!(err.contains("trust file"), "{err}");
+    }
+}

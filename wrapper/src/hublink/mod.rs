@@ -75,6 +75,12 @@ const AUDIT_BATCH: usize = 500;
 const CLOSE_GRACE_SECS: i64 = 300;
 /// Usage hours re-read from the egress store each round.
 const USAGE_LOOKBACK_SECS: i64 = 48 * 3600;
+/// Usage hours read by the first round after a start (a daemon stopped for up to a week still
+/// closes the buckets it left open).
+const USAGE_FIRST_LOOKBACK_SECS: i64 = 7 * 24 * 3600;
+/// Closed, acknowledged buckets are forgotten this long after their hour (longer than the first
+/// look-back, so a restart never stages a forgotten bucket again).
+const USAGE_PRUNE_SECS: i64 = 8 * 24 * 3600;
 /// Consecutive failures that open the breaker.
 const BREAKER_THRESHOLD: u32 = 5;
 
@@ -1017,9 +1023,18 @@ impl HubLink {
     async fn sender_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         let mut rng = OsRng;
+        // The first staging after a start reads a week back; later ones the last two days.
+        let mut since = Some(unix_now() - USAGE_FIRST_LOOKBACK_SECS);
         loop {
             if *stop.borrow() {
                 break;
+            }
+            // Staging is local: it runs even while the Hub is unreachable, so a bucket that
+            // closes during an outage is recorded closed.
+            let now = unix_now();
+            match self.stage_usage(now, since) {
+                Ok(()) => since = Some(now - USAGE_LOOKBACK_SECS),
+                Err(e) => tracing::error!(error = %e, "Staging usage for the Hub failed."),
             }
             if let Some(wait) = self.state.permit() {
                 if sleep_or_stop(wait, &mut stop).await {
@@ -1102,9 +1117,10 @@ impl HubLink {
         }
     }
 
-    /// Stages the egress store's buckets of the last two days (absolute totals; unchanged ones
-    /// stay as they are), then ships every unacknowledged revision.
-    fn stage_usage(&self, now: i64) -> Result<()> {
+    /// Stages the egress store's buckets of hours from `since` (absolute totals; unchanged ones
+    /// stay as they are; a bucket is closed once its hour ended more than a grace ago).
+    fn stage_usage(&self, now: i64, since: Option<i64>) -> Result<()> {
+        // `since: None` reads every hour; the loop always passes a bound.
         if !self.state.usage_db.exists() {
             return Ok(());
         }
@@ -1112,7 +1128,7 @@ impl HubLink {
             &self.state.usage_db,
             &clawgate_egress::BucketQuery {
                 agent: None,
-                since: Some(now - USAGE_LOOKBACK_SECS),
+                since,
                 until: None,
             },
         )
@@ -1136,7 +1152,7 @@ impl HubLink {
                 now,
             )?;
         }
-        let cutoff = now - USAGE_LOOKBACK_SECS;
+        let cutoff = now - USAGE_PRUNE_SECS;
         self.state
             .outbox
             .prune_usage(cutoff - cutoff.rem_euclid(3600))?;
@@ -1144,7 +1160,6 @@ impl HubLink {
     }
 
     async fn send_usage(&self) -> std::result::Result<(), PollError> {
-        self.stage_usage(unix_now())?;
         loop {
             let buckets = self
                 .state
