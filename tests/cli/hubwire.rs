@@ -17,7 +17,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Enrolls `d`'s state with `hub` through the CLI.
-fn enroll(d: &Daemon, hub: &TestHub) -> std::process::Output {
+pub(crate) fn enroll_with(d: &Daemon, hub: &TestHub) -> std::process::Output {
     let token = d.dir.path().join("enroll.json");
     hub.write_token_file(&token);
     let out = d.cli(&["enroll", "--hub", &hub.url(), "--token-file", s(&token)]);
@@ -28,12 +28,12 @@ fn enroll(d: &Daemon, hub: &TestHub) -> std::process::Output {
 /// A daemon enrolled with `hub`, started.
 fn enrolled(hub: &TestHub, extra: &str) -> Daemon {
     let mut d = Daemon::prepare(extra);
-    enroll(&d, hub);
+    enroll_with(&d, hub);
     d.spawn();
     d
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
         assert!(Instant::now() < deadline, "never happened: {what}");
@@ -271,27 +271,27 @@ fn forged_replayed_foreign_and_expired_decisions_are_rejected_and_audited() {
 }
 
 /// A bundle signer, its trust file, and bundles of a given version.
-struct Bundles {
+pub(crate) struct Bundles {
     signer: clawgate_policies::bundle::BundleSigner,
     dir: tempfile::TempDir,
 }
 
 impl Bundles {
-    fn new(id: &str) -> Bundles {
+    pub(crate) fn new(id: &str) -> Bundles {
         Bundles {
             signer: clawgate_policies::bundle::BundleSigner::generate(id).unwrap(),
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn trust_file(&self) -> PathBuf {
+    pub(crate) fn trust_file(&self) -> PathBuf {
         let p = self.dir.path().join("trust.toml");
         std::fs::write(&p, self.signer.trust_entry()).unwrap();
         p
     }
 
     /// The default policy at `tier`, version `version`, for `tenant`.
-    fn make(&self, version: u64, tier: u8, tenant: &str) -> Vec<u8> {
+    pub(crate) fn make(&self, version: u64, tier: u8, tenant: &str) -> Vec<u8> {
         let files: std::collections::BTreeMap<String, Vec<u8>> =
             clawgate_policies::Policy::default_sources()
                 .iter()
@@ -384,14 +384,14 @@ fn a_pushed_bundle_changes_a_decision_and_rollbacks_and_unpinned_keys_are_refuse
 }
 
 /// The local audit log, one JSON object per record.
-fn local_audit(d: &Daemon) -> Vec<Value> {
+pub(crate) fn local_audit(d: &Daemon) -> Vec<Value> {
     audit_text(d)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
-fn health(d: &Daemon) -> Value {
+pub(crate) fn health(d: &Daemon) -> Value {
     clawgate_wrapper::client::request(&d.hook_socket(), "GET", "/v1/health", None)
         .unwrap()
         .body
@@ -510,7 +510,12 @@ fn the_hub_down_and_back_drains_every_queue_in_order_exactly_once() {
     wait_until("the link back", || health(&d)["hub"]["reachable"] == true);
 }
 
-fn usage_record(agent: &str, model: &str, at: i64, input: u64) -> clawgate_egress::Record {
+pub(crate) fn usage_record(
+    agent: &str,
+    model: &str,
+    at: i64,
+    input: u64,
+) -> clawgate_egress::Record {
     clawgate_egress::Record {
         agent: agent.into(),
         provider: "anthropic".into(),
@@ -527,7 +532,7 @@ fn usage_record(agent: &str, model: &str, at: i64, input: u64) -> clawgate_egres
     }
 }
 
-fn record_usage(path: &Path, records: Vec<clawgate_egress::Record>) {
+pub(crate) fn record_usage(path: &Path, records: Vec<clawgate_egress::Record>) {
     let store = clawgate_egress::UsageStore::open(path).unwrap();
     for r in records {
         store.record(r).unwrap();
@@ -581,7 +586,7 @@ fn totals(hub: &TestHub, usage_db: &Path) -> (Totals, Totals) {
 fn usage_ships_as_revisions_and_survives_kills_without_double_counting() {
     let hub = TestHub::start();
     let mut d = Daemon::prepare("");
-    enroll(&d, &hub);
+    enroll_with(&d, &hub);
     let usage_db = d.state().join("usage.db");
     let hour = now() - now().rem_euclid(3600);
     // A closed hour and the open one.

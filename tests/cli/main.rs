@@ -8,6 +8,7 @@
 
 mod common;
 mod crash;
+mod devhub;
 mod egress;
 mod hub;
 mod hubwire;

@@ -1,0 +1,165 @@
+//! `clawgate serve` enrolled against the dev Hub (`devhub/`, the protocol's reference Hub side,
+//! which checks every request body against `hub/openapi.json`): enrollment, a remote approval
+//! and denial, a pushed bundle, usage totals, the audit chain, heartbeats and a command, end to
+//! end over pinned TLS on loopback.
+
+use clawgate_devhub::{Config, DevHub, Settings};
+use clawgate_hub::command::CommandName;
+use clawgate_hub::protocol::DecisionKind;
+use serde_json::json;
+
+use crate::common::stderr;
+use crate::hub::now;
+use crate::hubwire::{Bundles, health, local_audit, record_usage, usage_record, wait_until};
+use crate::serve::{Daemon, audit_text, blocked, verify_audit};
+
+const TENANT: &str = "tenant-dev";
+
+struct Dev {
+    hub: Option<DevHub>,
+    runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl Dev {
+    fn start() -> Dev {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = Config {
+            settings: Settings {
+                heartbeat_seconds: 5,
+                token_ttl_secs: 3600,
+            },
+            ..Config::new(dir.path().join("hub"))
+        };
+        let hub = runtime.block_on(DevHub::start(config)).unwrap();
+        Dev {
+            hub: Some(hub),
+            runtime,
+            _dir: dir,
+        }
+    }
+
+    fn hub(&self) -> &DevHub {
+        self.hub.as_ref().unwrap()
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _guard = self.runtime.enter();
+        drop(self.hub.take());
+    }
+}
+
+#[test]
+fn enrolled_against_the_dev_hub_end_to_end() {
+    let dev = Dev::start();
+    let hub = dev.hub();
+    let bundles = Bundles::new("bundle-key-dev");
+    let mut d = Daemon::prepare(&format!(
+        "[approvals]\nwait_seconds = 60\n[policy]\ntier = 2\ntrust_file = \"{}\"\n",
+        bundles.trust_file().display()
+    ));
+    let token = d.dir.path().join("enroll.json");
+    hub.write_token_file(TENANT, &hub.url(), &token).unwrap();
+    let out = d.cli(&[
+        "enroll",
+        "--hub",
+        &hub.url(),
+        "--token-file",
+        token.to_str().unwrap(),
+        "--pin",
+        &hub.spki_pin_hex(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let hour = now() - now().rem_euclid(3600);
+    let usage_db = d.state().join("usage.db");
+    record_usage(
+        &usage_db,
+        vec![
+            usage_record("main", "claude-x", hour - 3600, 40),
+            usage_record("main", "claude-x", hour, 12),
+        ],
+    );
+    d.spawn();
+
+    // Approve once on the Hub: the held call runs.
+    let fetch = json!({"command": "curl -fsS https://example.com/"});
+    let answer = std::thread::scope(|scope| {
+        let held = scope.spawn(|| d.decide("exec", fetch.clone(), "v1"));
+        wait_until("the request on the dev Hub", || {
+            !hub.pending_approvals().unwrap().is_empty()
+        });
+        let id = hub.pending_approvals().unwrap()[0]
+            .request
+            .approval_id
+            .clone();
+        hub.decide(&id, DecisionKind::AllowOnce).unwrap();
+        held.join().unwrap()
+    });
+    assert_eq!(answer["params"], fetch, "{answer}");
+
+    // Deny: it never runs.
+    let other = json!({"command": "curl -fsS https://example.org/"});
+    let answer = std::thread::scope(|scope| {
+        let held = scope.spawn(|| d.decide("exec", other.clone(), "v2"));
+        wait_until("the second request", || {
+            !hub.pending_approvals().unwrap().is_empty()
+        });
+        let id = hub.pending_approvals().unwrap()[0]
+            .request
+            .approval_id
+            .clone();
+        hub.decide(&id, DecisionKind::Deny).unwrap();
+        held.join().unwrap()
+    });
+    assert!(blocked(&answer).contains("owner denied"), "{answer}");
+
+    // A bundle published on the Hub changes a decision (tier 2 → 1: yellow is asked).
+    let page = json!({"url": "https://example.com/"});
+    assert_eq!(d.decide("web_fetch", page.clone(), "v3")["params"], page);
+    hub.publish_bundle(&bundles.make(2, 1, TENANT)).unwrap();
+    wait_until("bundle 2 in force", || health(&d)["bundle"]["version"] == 2);
+    let answer = std::thread::scope(|scope| {
+        let held = scope.spawn(|| d.decide("web_fetch", page.clone(), "v4"));
+        wait_until("the bundle's ask on the Hub", || {
+            !hub.pending_approvals().unwrap().is_empty()
+        });
+        let id = hub.pending_approvals().unwrap()[0]
+            .request
+            .approval_id
+            .clone();
+        hub.decide(&id, DecisionKind::Deny).unwrap();
+        held.join().unwrap()
+    });
+    blocked(&answer);
+
+    // Usage totals and the audit chain arrive whole; heartbeats carry the health score.
+    wait_until("usage totals", || {
+        let sum = hub.usage_sum(TENANT).unwrap();
+        sum.input == 52 && sum.requests == 2
+    });
+    let appliance = hub.appliances().unwrap()[0].id.clone();
+    hub.send_command(&appliance, CommandName::Reconcile)
+        .unwrap();
+    wait_until("the reconcile ran", || {
+        audit_text(&d).contains("hub.command_finished")
+    });
+    let last = local_audit(&d).last().unwrap()["seq"].as_i64().unwrap();
+    wait_until("the audit chain", || {
+        hub.audit_status()
+            .unwrap()
+            .iter()
+            .any(|a| a.appliance == appliance && a.last_seq >= last && a.breaks.is_empty())
+    });
+    wait_until("a heartbeat", || !hub.heartbeats().unwrap().is_empty());
+    let beat = &hub.heartbeats().unwrap()[0].heartbeat;
+    assert!(beat.health.score <= 100);
+    d.stop();
+    verify_audit(&d);
+}
