@@ -163,3 +163,102 @@ fn enrolled_against_the_dev_hub_end_to_end() {
     d.stop();
     verify_audit(&d);
 }
+
+/// Enrolls a fresh daemon with `dev`'s Hub (config `extra`), not started.
+fn enrolled_daemon(dev: &Dev, extra: &str) -> Daemon {
+    let hub = dev.hub();
+    let d = Daemon::prepare(extra);
+    let token = d.dir.path().join("enroll.json");
+    hub.write_token_file(TENANT, &hub.url(), &token).unwrap();
+    let out = d.cli(&[
+        "enroll",
+        "--hub",
+        &hub.url(),
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    d
+}
+
+#[test]
+fn five_hundreds_cut_and_closed_answers_expired_cursors_and_clock_skew() {
+    use clawgate_devhub::{Fault, FaultAction};
+    let dev = Dev::start();
+    let hub = dev.hub();
+    let mut d = enrolled_daemon(&dev, "[approvals]\nwait_seconds = 1\n");
+    let hour = now() - now().rem_euclid(3600);
+    let usage_db = d.state().join("usage.db");
+    record_usage(&usage_db, vec![usage_record("main", "m1", hour, 21)]);
+    let arm = |action, path: &str, times| {
+        hub.faults().arm(Fault {
+            action,
+            path_prefix: Some(path.into()),
+            times: Some(times),
+        });
+    };
+    arm(
+        FaultAction::Status {
+            status: 503,
+            retry_after: Some(1),
+        },
+        "/v1/approvals",
+        2,
+    );
+    arm(FaultAction::Cut, "/v1/usage", 1);
+    arm(FaultAction::Close, "/v1/audit", 1);
+    arm(
+        FaultAction::Status {
+            status: 500,
+            retry_after: None,
+        },
+        "/v1/heartbeat",
+        1,
+    );
+    arm(
+        FaultAction::Status {
+            status: 502,
+            retry_after: None,
+        },
+        "/v1/events",
+        2,
+    );
+    hub.faults().expire_cursors_through(1_000_000);
+    d.spawn();
+    let fetch = json!({"command": "curl -fsS https://example.com/"});
+    blocked(&d.decide("exec", fetch.clone(), "f1"));
+    wait_until("the request through the faults", || {
+        hub.approvals().unwrap().len() == 1
+    });
+    wait_until("usage through a cut answer", || {
+        hub.usage_sum(TENANT).unwrap().input == 21
+    });
+    let appliance = hub.appliances().unwrap()[0].id.clone();
+    let last = local_audit(&d).last().unwrap()["seq"].as_i64().unwrap();
+    wait_until("the audit chain through a closed connection", || {
+        hub.audit_status()
+            .unwrap()
+            .iter()
+            .any(|a| a.appliance == appliance && a.last_seq >= last && a.breaks.is_empty())
+    });
+    wait_until("a heartbeat after a 500", || {
+        !hub.heartbeats().unwrap().is_empty()
+    });
+
+    // The Hub's clock an hour ahead: its decision is dated in our future and refused.
+    hub.faults().set_skew(3600);
+    let id = hub.pending_approvals().unwrap()[0]
+        .request
+        .approval_id
+        .clone();
+    hub.decide(&id, DecisionKind::AllowOnce).unwrap();
+    wait_until("the skewed decision refused", || {
+        audit_text(&d).contains("decided_in_future")
+    });
+    assert!(blocked(&d.decide("exec", fetch, "f2")).contains("owner has been asked"));
+    // Each request reached the Hub once, the chain has no break, nothing was counted twice.
+    assert_eq!(hub.approvals().unwrap().len(), 1);
+    assert_eq!(hub.usage_sum(TENANT).unwrap().requests, 1);
+    d.stop();
+    verify_audit(&d);
+}
