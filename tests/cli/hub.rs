@@ -49,6 +49,11 @@ pub(crate) struct HubData {
     /// Every request: method, target, headers and body, as text.
     pub(crate) received: Vec<String>,
     pub(crate) down: bool,
+    /// Usage batches received.
+    pub(crate) usage_posts: usize,
+    /// Held this long after a usage batch is stored, before the answer (a window in which to
+    /// kill the appliance between the Hub's commit and its acknowledgement).
+    pub(crate) usage_delay: Duration,
 }
 
 pub(crate) struct TestHub {
@@ -386,27 +391,9 @@ async fn handle(
             }
         }
         ("POST", ["v1", "usage"]) => {
-            let mut d = data.lock().unwrap();
-            let mut acks = Vec::new();
-            for b in json["buckets"].as_array().cloned().unwrap_or_default() {
-                let key = format!(
-                    "{}|{}|{}|{}",
-                    b["agent"], b["provider"], b["model"], b["hour"]
-                );
-                let held = d
-                    .usage
-                    .get(&key)
-                    .map_or(0, |h| h["revision"].as_u64().unwrap());
-                if b["revision"].as_u64().unwrap() > held {
-                    d.usage.insert(key.clone(), b.clone());
-                }
-                let top = d.usage[&key]["revision"].clone();
-                acks.push(
-                    json!({"agent": b["agent"], "provider": b["provider"], "model": b["model"],
-                                  "hour": b["hour"], "revision": top}),
-                );
-            }
-            reply(200, json!({"acks": acks}))
+            let (answer, delay) = usage(&mut data.lock().unwrap(), &json);
+            tokio::time::sleep(delay).await;
+            answer
         }
         ("POST", ["v1", "audit"]) => {
             let mut d = data.lock().unwrap();
@@ -478,4 +465,28 @@ fn empty() -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = hyper::StatusCode::NO_CONTENT;
     r
+}
+
+fn usage(d: &mut HubData, json: &Value) -> (Response<Full<Bytes>>, Duration) {
+    d.usage_posts += 1;
+    let mut acks = Vec::new();
+    for b in json["buckets"].as_array().cloned().unwrap_or_default() {
+        let key = format!(
+            "{}|{}|{}|{}",
+            b["agent"], b["provider"], b["model"], b["hour"]
+        );
+        let held = d
+            .usage
+            .get(&key)
+            .map_or(0, |h| h["revision"].as_u64().unwrap());
+        if b["revision"].as_u64().unwrap() > held {
+            d.usage.insert(key.clone(), b.clone());
+        }
+        let top = d.usage[&key]["revision"].clone();
+        acks.push(
+            json!({"agent": b["agent"], "provider": b["provider"], "model": b["model"],
+                          "hour": b["hour"], "revision": top}),
+        );
+    }
+    (reply(200, json!({"acks": acks})), d.usage_delay)
 }

@@ -598,16 +598,25 @@ fn usage_ships_as_revisions_and_survives_kills_without_double_counting() {
             usage_record("ops", "gpt-y", hour, 7),
         ],
     );
-    // Kill the daemon at arbitrary points while it ships, metering more in between.
-    for round in 0..8u64 {
+    // Kill the daemon at arbitrary points while it ships, metering more in between: half the
+    // rounds right after the Hub stored a batch and before its answer arrives (the Hub holds
+    // the answer), the others at an arbitrary moment after start.
+    hub.data.lock().unwrap().usage_delay = Duration::from_millis(300);
+    for round in 0..10u64 {
+        let posts = hub.data.lock().unwrap().usage_posts;
         d.spawn();
-        std::thread::sleep(Duration::from_millis(37 * (round % 5)));
+        if round % 2 == 0 {
+            hub.wait_for("a usage batch", |h| h.usage_posts > posts);
+        } else {
+            std::thread::sleep(Duration::from_millis(29 * round));
+        }
         d.kill_hard();
         record_usage(
             &usage_db,
             vec![usage_record("main", "claude-x", hour, round + 1)],
         );
     }
+    hub.data.lock().unwrap().usage_delay = Duration::ZERO;
     d.spawn();
     wait_until("the Hub's totals equal the metered totals", || {
         let (local, remote) = totals(&hub, &usage_db);

@@ -83,6 +83,10 @@ const USAGE_FIRST_LOOKBACK_SECS: i64 = 7 * 24 * 3600;
 const USAGE_PRUNE_SECS: i64 = 8 * 24 * 3600;
 /// Consecutive failures that open the breaker.
 const BREAKER_THRESHOLD: u32 = 5;
+/// Longest wait between two attempts (backoff cap, breaker's longest cool-down): a decision
+/// the owner made during an outage takes effect at most this long after the Hub is back. A
+/// `Retry-After` from the Hub may still ask for longer (capped at an hour by `clawgate_hub`).
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -163,8 +167,8 @@ impl HubState {
                 skew: None,
                 breaker: CircuitBreaker::new(
                     BREAKER_THRESHOLD,
-                    Duration::from_secs(30),
-                    Duration::from_secs(600),
+                    Duration::from_secs(15),
+                    MAX_RETRY_WAIT,
                 ),
                 last_error: None,
                 heartbeat_secs,
@@ -473,7 +477,7 @@ impl HubLink {
     // ------------------------------------------------------------------ events
 
     async fn events_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let mut backoff = Backoff::new(Duration::from_secs(1), MAX_RETRY_WAIT);
         let mut rng = OsRng;
         loop {
             if *stop.borrow() {
@@ -1021,7 +1025,7 @@ impl HubLink {
     // ------------------------------------------------------------------ sender
 
     async fn sender_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        let mut backoff = Backoff::new(Duration::from_secs(1), MAX_RETRY_WAIT);
         let mut rng = OsRng;
         // The first staging after a start reads a week back; later ones the last two days.
         let mut since = Some(unix_now() - USAGE_FIRST_LOOKBACK_SECS);
@@ -1248,7 +1252,7 @@ impl HubLink {
 
     async fn heartbeat_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut rng = OsRng;
-        let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(300));
+        let mut backoff = Backoff::new(Duration::from_secs(2), MAX_RETRY_WAIT);
         let interval = self.state.status.lock().map_or(60, |s| s.heartbeat_secs);
         // The first one after a random share of the interval: a fleet restarting together
         // spreads out.
