@@ -256,3 +256,36 @@ fn error_statuses_cut_and_closed_answers_expired_cursors_and_clock_skew() {
     d.stop();
     verify_audit(&d);
 }
+
+#[test]
+fn a_rotated_signing_key_is_trusted_after_its_keyset_statement_and_persisted() {
+    let dev = Dev::start();
+    let hub = dev.hub();
+    let mut d = enrolled_daemon(&dev, "[approvals]\nwait_seconds = 1\n");
+    d.spawn();
+    let new_kid = hub.rotate_signing_key().unwrap();
+    wait_until("the keyset applied", || {
+        audit_text(&d).contains("hub.keyset_applied")
+    });
+    let identity = std::fs::read_to_string(d.state().join("hub-identity.json")).unwrap();
+    assert!(identity.contains(&new_kid), "the new key is persisted");
+    // A decision signed by the new key is accepted, across a restart too.
+    d.stop();
+    d.spawn();
+    let fetch = json!({"command": "curl -fsS https://example.com/"});
+    blocked(&d.decide("exec", fetch.clone(), "k1"));
+    wait_until("the request", || {
+        !hub.pending_approvals().unwrap().is_empty()
+    });
+    let id = hub.pending_approvals().unwrap()[0]
+        .request
+        .approval_id
+        .clone();
+    let signed = hub.decide(&id, DecisionKind::AllowOnce).unwrap();
+    assert_eq!(signed.signed.kid, new_kid);
+    wait_until("the decision applied", || {
+        audit_text(&d).contains("approval.approved")
+    });
+    assert_eq!(d.decide("exec", fetch.clone(), "k2")["params"], fetch);
+    assert!(!audit_text(&d).contains("hub.decision_rejected"));
+}

@@ -1040,6 +1040,11 @@ impl HubLink {
                 Ok(()) => since = Some(now - USAGE_LOOKBACK_SECS),
                 Err(e) => tracing::error!(error = %e, "Staging usage for the Hub failed."),
             }
+            // A consumed id is needed against replay only while its decision could still pass
+            // the expiry check (expiry + the allowed skew); keep it an hour past that.
+            if let Err(e) = self.state.outbox.prune_consumed(now, 3600) {
+                tracing::error!(error = %e, "Pruning consumed decisions failed.");
+            }
             if let Some(wait) = self.state.permit() {
                 if sleep_or_stop(wait, &mut stop).await {
                     break;
