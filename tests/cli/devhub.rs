@@ -289,3 +289,41 @@ fn a_rotated_signing_key_is_trusted_after_its_keyset_statement_and_persisted() {
     assert_eq!(d.decide("exec", fetch.clone(), "k2")["params"], fetch);
     assert!(!audit_text(&d).contains("hub.decision_rejected"));
 }
+
+#[test]
+fn an_old_credential_is_rotated_stored_first_and_never_logged() {
+    let dev = Dev::start();
+    let hub = dev.hub();
+    let mut d = enrolled_daemon(&dev, "[approvals]\nwait_seconds = 1\n");
+    // Enrolled 31 days ago, as far as the identity file says.
+    let path = d.state().join("hub-identity.json");
+    let mut identity: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let old = identity["credential"].as_str().unwrap().to_owned();
+    identity["enrolled_at"] = json!(now() - 31 * 24 * 3600);
+    std::fs::write(&path, identity.to_string()).unwrap();
+    d.spawn();
+    wait_until("the rotation", || {
+        audit_text(&d).contains("hub.credential_rotated")
+    });
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let new = stored["credential"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    // The new credential works (and, once used, is the only one the Hub accepts).
+    let fetch = json!({"command": "curl -fsS https://example.com/"});
+    blocked(&d.decide("exec", fetch, "c1"));
+    wait_until("the request with the new credential", || {
+        !hub.pending_approvals().unwrap().is_empty()
+    });
+    // Rotated once: a restart does not rotate again.
+    d.stop();
+    d.spawn();
+    let fetch = json!({"command": "curl -fsS https://example.org/"});
+    blocked(&d.decide("exec", fetch, "c2"));
+    wait_until("the second request", || hub.approvals().unwrap().len() == 2);
+    assert_eq!(audit_text(&d).matches("hub.credential_rotated").count(), 1);
+    for text in [d.log(), audit_text(&d)] {
+        assert!(!text.contains(&old) && !text.contains(&new));
+    }
+}

@@ -81,6 +81,8 @@ const USAGE_FIRST_LOOKBACK_SECS: i64 = 7 * 24 * 3600;
 /// Closed, acknowledged buckets are forgotten this long after their hour (longer than the first
 /// look-back, so a restart never stages a forgotten bucket again).
 const USAGE_PRUNE_SECS: i64 = 8 * 24 * 3600;
+/// The bearer credential is rotated once it is this old (`POST /v1/credential/rotate`).
+pub const CREDENTIAL_MAX_AGE_SECS: i64 = 30 * 24 * 3600;
 /// Consecutive failures that open the breaker.
 const BREAKER_THRESHOLD: u32 = 5;
 /// Longest wait between two attempts (backoff cap, breaker's longest cool-down): a decision
@@ -1274,12 +1276,62 @@ impl HubLink {
             delay = match self.heartbeat_once().await {
                 Ok(next) => {
                     backoff.reset();
+                    self.maybe_rotate_credential().await;
                     jitter(&mut rng, next)
                 }
                 Err(e) => backoff
                     .next_delay(&mut rng, e.retry_after())
                     .max(Duration::from_secs(1)),
             };
+        }
+    }
+
+    /// Rotates the credential once it is [`CREDENTIAL_MAX_AGE_SECS`] old: the Hub's answer is
+    /// stored in the identity (atomic) before any request uses it, and the Hub keeps the old
+    /// credential valid until the new one is first used, so a failure at any step leaves a
+    /// working credential. Audited without the value.
+    async fn maybe_rotate_credential(&self) {
+        let now = unix_now();
+        let Ok(enrolled_at) = self.state.identity.read().map(|i| i.enrolled_at) else {
+            return;
+        };
+        let last = match self.state.outbox.credential_rotated_at() {
+            Ok(at) => at.unwrap_or(enrolled_at).max(enrolled_at),
+            Err(e) => {
+                tracing::error!(error = %e, "Reading the credential's age failed.");
+                return;
+            }
+        };
+        if now.saturating_sub(last) < CREDENTIAL_MAX_AGE_SECS {
+            return;
+        }
+        let Ok(client) = self.state.client() else {
+            return;
+        };
+        let Ok(answer) = self.outcome("credential/rotate", client.rotate_credential().await) else {
+            return;
+        };
+        let stored = (|| -> Result<()> {
+            let mut identity = self.state.identity.write().map_err(|_| Error::Poisoned)?;
+            let next = identity.with_credential(answer.credential.secret().clone())?;
+            next.store(&self.state.state_dir)?;
+            self.state
+                .client()?
+                .set_credential(next.credential().clone())?;
+            *identity = next;
+            Ok(())
+        })();
+        match stored {
+            Ok(()) => {
+                if let Err(e) = self.state.outbox.set_credential_rotated_at(now) {
+                    tracing::error!(error = %e, "Recording the credential rotation failed.");
+                }
+                tracing::info!("Rotated the Hub credential.");
+                self.audit("hub.credential_rotated", &json!({ "previous_since": last }));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Storing the rotated credential failed; the old one stays in use.");
+            }
         }
     }
 
