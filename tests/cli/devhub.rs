@@ -327,3 +327,39 @@ fn an_old_credential_is_rotated_stored_first_and_never_logged() {
         assert!(!text.contains(&old) && !text.contains(&new));
     }
 }
+
+#[test]
+fn a_hanging_hub_holds_up_one_queue_but_not_decisions() {
+    use clawgate_devhub::{Fault, FaultAction};
+    let dev = Dev::start();
+    let hub = dev.hub();
+    let mut d = enrolled_daemon(&dev, "[approvals]\nwait_seconds = 1\n");
+    d.spawn();
+    let first = json!({"command": "curl -fsS https://example.com/"});
+    blocked(&d.decide("exec", first.clone(), "g1"));
+    wait_until("the first request", || hub.approvals().unwrap().len() == 1);
+    let id = hub.approvals().unwrap()[0].request.approval_id.clone();
+    // The next request hangs (until the client's 30 s deadline); the event channel is a
+    // separate task, so the owner's answer to the first still lands.
+    hub.faults().arm(Fault {
+        action: FaultAction::Hang,
+        path_prefix: Some("/v1/approvals".into()),
+        times: Some(1),
+    });
+    let second = json!({"command": "curl -fsS https://example.org/"});
+    blocked(&d.decide("exec", second.clone(), "g2"));
+    hub.decide(&id, DecisionKind::AllowOnce).unwrap();
+    wait_until("the first decision applied", || {
+        audit_text(&d).contains("approval.approved")
+    });
+    assert_eq!(
+        d.decide("exec", first, "g3")["params"]["command"],
+        "curl -fsS https://example.com/"
+    );
+    // The hung request is retried after its deadline and arrives once.
+    crate::hubwire::wait_until_within("the second request after the hang", 120, || {
+        hub.approvals().unwrap().len() == 2
+    });
+    d.stop();
+    verify_audit(&d);
+}

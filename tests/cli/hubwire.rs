@@ -33,8 +33,13 @@ fn enrolled(hub: &TestHub, extra: &str) -> Daemon {
     d
 }
 
-pub(crate) fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+pub(crate) fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    wait_until_within(what, 60, f);
+}
+
+/// Waits until `f` holds, failing after `secs` (a liveness bound, not a timing assertion).
+pub(crate) fn wait_until_within(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(50));
