@@ -64,6 +64,9 @@ pub struct BundleStore {
     dir: PathBuf,
     trust: Option<TrustStore>,
     tenant_id: String,
+    /// The highest version accepted by this process: the mark in force even if writing the
+    /// file failed (the next start re-derives it from the document).
+    accepted: std::sync::atomic::AtomicU64,
 }
 
 impl BundleStore {
@@ -85,11 +88,18 @@ impl BundleStore {
             dir: dir.to_owned(),
             trust,
             tenant_id: tenant_id.to_owned(),
+            accepted: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// The highest version accepted so far (0: none).
+    /// The highest version accepted so far (0: none): the persisted mark, or a higher version
+    /// this process accepted.
     pub fn high_water(&self) -> Result<u64> {
+        let accepted = self.accepted.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(self.persisted_high_water()?.max(accepted))
+    }
+
+    fn persisted_high_water(&self) -> Result<u64> {
         let path = self.dir.join(HIGH_WATER);
         if !path.exists() {
             return Ok(0);
@@ -152,6 +162,8 @@ impl BundleStore {
             }
         };
         let active = activate(&verified, &bytes, expired)?;
+        self.accepted
+            .fetch_max(active.info.version, std::sync::atomic::Ordering::SeqCst);
         if active.info.version > high_water {
             self.write_high_water(active.info.version)?;
         }
@@ -188,8 +200,13 @@ impl BundleStore {
         let active = activate(&verified, bytes, false).map_err(Rejected::Local)?;
         clawgate_protocol::io::write_atomic(&self.dir.join(CURRENT), bytes)
             .map_err(|e| Rejected::Local(Error::io("writing the bundle", e)))?;
-        self.write_high_water(active.info.version)
-            .map_err(Rejected::Local)?;
+        // The document is stored: from here on it is the bundle in force (the next start loads
+        // it and re-derives the mark), so a failure to write the mark is logged, not a refusal.
+        self.accepted
+            .fetch_max(active.info.version, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = self.write_high_water(active.info.version) {
+            tracing::error!(error = %e, "Writing the bundle high-water mark failed; the next start re-derives it.");
+        }
         Ok(active)
     }
 

@@ -798,7 +798,14 @@ impl HubLink {
                         self.report_bundle(version, BundleStatus::Applied, None);
                     }
                     Err(e) => {
-                        self.bundle_rejected(version, "apply_failed", &e.to_string());
+                        self.bundle_rejected(
+                            version,
+                            "apply_failed",
+                            &format!(
+                                "verified and stored, but applying it failed ({e}); it takes \
+                                 effect at the next start"
+                            ),
+                        );
                     }
                 }
             }
@@ -1053,7 +1060,11 @@ impl HubLink {
                 }
                 continue;
             }
-            let delay = match self.send_round().await {
+            let round = tokio::select! {
+                _ = stop.changed() => break,
+                r = self.send_round() => r,
+            };
+            let delay = match round {
                 Ok(()) => {
                     backoff.reset();
                     None
@@ -1273,7 +1284,11 @@ impl HubLink {
                 delay = wait;
                 continue;
             }
-            delay = match self.heartbeat_once().await {
+            let beat = tokio::select! {
+                _ = stop.changed() => break,
+                r = self.heartbeat_once() => r,
+            };
+            delay = match beat {
                 Ok(next) => {
                     backoff.reset();
                     self.maybe_rotate_credential().await;
