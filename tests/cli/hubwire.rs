@@ -740,3 +740,27 @@ fn an_expired_bundle_is_still_enforced_but_asks_for_everything_above_green() {
         })
     });
 }
+
+#[test]
+fn the_heartbeat_reports_the_plugin_version_it_announced() {
+    use std::io::{Read, Write};
+    let hub = TestHub::start();
+    let d = enrolled(&hub, "");
+    let body = crate::serve::event("read", json!({"path": "/tmp/x"}), "pv1").to_string();
+    let mut sock = std::os::unix::net::UnixStream::connect(d.hook_socket()).unwrap();
+    write!(
+        sock,
+        "POST /v1/before_tool_call HTTP/1.1\r\nhost: clawgate\r\ncontent-type: application/json\r\n\
+         x-clawgate-plugin: 9.8.7\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    sock.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    hub.wait_for("a heartbeat naming the plugin's version", |h| {
+        h.heartbeats
+            .iter()
+            .any(|b| b["openclaw_plugin"] == json!({"present": true, "version": "9.8.7"}))
+    });
+}

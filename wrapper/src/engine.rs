@@ -271,6 +271,8 @@ pub struct Engine {
     hub: Option<Arc<HubState>>,
     /// A hook call arrived since start (the OpenClaw plugin is present and talking to us).
     hook_seen: AtomicBool,
+    /// The version the plugin sends (`x-clawgate-plugin`), once seen.
+    plugin_version: Mutex<Option<String>>,
     /// Metrics.
     pub metrics: Metrics,
     /// The egress proxy's metrics (served with the daemon's).
@@ -314,6 +316,7 @@ impl Engine {
             egress_lock: None,
             hub: None,
             hook_seen: AtomicBool::new(false),
+            plugin_version: Mutex::new(None),
             metrics: Metrics::new(),
             egress_metrics: Arc::new(clawgate_egress::Metrics::new()),
             connect_metrics: Arc::new(clawgate_egress::connect::ConnectMetrics::new()),
@@ -342,6 +345,26 @@ impl Engine {
     /// The Hub link, when enrolled.
     pub fn hub(&self) -> Option<&Arc<HubState>> {
         self.hub.as_ref()
+    }
+
+    /// Records the version the plugin announced (1 to 32 characters of `[0-9A-Za-z.+-]`;
+    /// anything else is ignored).
+    pub fn note_plugin_version(&self, version: &str) {
+        let ok = (1..=32).contains(&version.len())
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        if ok
+            && let Ok(mut v) = self.plugin_version.lock()
+            && v.as_deref() != Some(version)
+        {
+            *v = Some(version.to_owned());
+        }
+    }
+
+    /// The plugin's version, if it announced one.
+    pub fn plugin_version(&self) -> Option<String> {
+        self.plugin_version.lock().ok().and_then(|v| v.clone())
     }
 
     /// True once a hook call arrived (the plugin is installed and talking to this daemon).

@@ -1453,7 +1453,7 @@ impl HubLink {
             config_sha256: self.state.config_sha256.clone(),
             openclaw_plugin: PluginState {
                 present: self.engine.hook_seen(),
-                version: None,
+                version: self.engine.plugin_version(),
             },
             egress_lock: lock,
             pending_approvals: pending,
