@@ -332,7 +332,7 @@ fn status_of(hub: &TestHub, version: u64) -> Option<Value> {
 fn a_pushed_bundle_changes_a_decision_and_rollbacks_and_unpinned_keys_are_refused() {
     let hub = TestHub::start();
     let bundles = Bundles::new("bundle-key-1");
-    let d = enrolled(
+    let mut d = enrolled(
         &hub,
         &format!(
             "[approvals]\nwait_seconds = 1\n[policy]\ntier = 2\ntrust_file = \"{}\"\n",
@@ -340,8 +340,6 @@ fn a_pushed_bundle_changes_a_decision_and_rollbacks_and_unpinned_keys_are_refuse
         ),
     );
     // Reading a public page is yellow: allowed at tier 2, asked at tier 1.
-    let read = json!({"command": "curl -fsS https://example.com/"});
-    let _ = read;
     let fetch = json!({"url": "https://example.com/"});
     assert_eq!(d.decide("web_fetch", fetch.clone(), "b1")["params"], fetch);
 
@@ -376,6 +374,9 @@ fn a_pushed_bundle_changes_a_decision_and_rollbacks_and_unpinned_keys_are_refuse
     assert!(reason(4).contains("wrong_tenant"), "{}", reason(4));
     // The last good bundle stays in force, across a restart too.
     assert!(blocked(&d.decide("web_fetch", fetch.clone(), "b3")).contains("owner has been asked"));
+    d.stop();
+    d.spawn();
+    assert!(blocked(&d.decide("web_fetch", fetch.clone(), "b4")).contains("owner has been asked"));
     let audit = audit_text(&d);
     assert_eq!(audit.matches("bundle.rejected").count(), 3, "{audit}");
     let (_, health) = {
