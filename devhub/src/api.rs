@@ -18,6 +18,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -201,10 +202,29 @@ pub(crate) async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Outcome {
         };
     }
     let method = req.method().clone();
+    // The body is read (capped) before anything else, so every answer leaves the connection
+    // reusable; one over the cap answers 413 and closes the connection.
+    let limit = if path.starts_with("/admin/") {
+        MAX_ADMIN_BYTES
+    } else {
+        MAX_REQUEST_BYTES
+    };
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            let mut r = e.into_response();
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return Outcome::Answer(r);
+        }
+    };
     let result = if path.starts_with("/v1/") {
-        protocol(&hub, req, &path).await
+        protocol(&hub, &parts, &body, &path).await
     } else if path.starts_with("/admin/") {
-        admin(&hub, req, &path).await
+        admin(&hub, &parts, &body, &path)
     } else if path == "/" || path == "/ui" {
         if method == Method::GET {
             Response::builder()
@@ -246,8 +266,8 @@ fn segments(path: &str) -> Vec<&str> {
     path.trim_start_matches('/').split('/').collect()
 }
 
-async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResult {
-    let method = req.method().clone();
+async fn protocol(hub: &Arc<Hub>, parts: &Parts, body: &Bytes, path: &str) -> ApiResult {
+    let method = parts.method.clone();
     let segs = segments(path);
     let want = |m: &'static str| -> Result<(), ApiError> {
         if method.as_str() == m {
@@ -259,21 +279,21 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
     match segs.as_slice() {
         ["v1", "enroll"] => {
             want("POST")?;
-            enroll(hub, req).await
+            enroll(hub, parts, body)
         }
         ["v1", "credential", "rotate"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
+            let a = authenticate(hub, parts)?;
             rotate(hub, &a)
         }
         ["v1", "events"] => {
             want("GET")?;
-            let a = authenticate(hub, &req)?;
-            events(hub, &a, req.uri().query().unwrap_or("")).await
+            let a = authenticate(hub, parts)?;
+            events(hub, &a, parts.uri.query().unwrap_or("")).await
         }
         ["v1", "bundles", version] => {
             want("GET")?;
-            let a = authenticate(hub, &req)?;
+            let a = authenticate(hub, parts)?;
             let version = parse_version(version)?;
             let (bytes, _) = hub
                 .store
@@ -287,9 +307,9 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
         }
         ["v1", "bundles", version, "status"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
+            let a = authenticate(hub, parts)?;
             let version = parse_version(version)?;
-            let report: BundleStatusReport = read_json(req, "BundleStatusReport").await?;
+            let report: BundleStatusReport = read_json(parts, body, "BundleStatusReport")?;
             if hub.store.bundle(&a.tenant, version)?.is_none() {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -302,8 +322,8 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
         }
         ["v1", "approvals"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
-            let request: ApprovalRequest = read_json(req, "ApprovalRequest").await?;
+            let a = authenticate(hub, parts)?;
+            let request: ApprovalRequest = read_json(parts, body, "ApprovalRequest")?;
             let now = hub.now();
             match hub.store.create_approval(&a, &request, now) {
                 Ok((created, stored)) => {
@@ -325,7 +345,7 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
         }
         ["v1", "approvals", id] => {
             want("GET")?;
-            let a = authenticate(hub, &req)?;
+            let a = authenticate(hub, parts)?;
             if !valid_approval_id(id) {
                 return Err(ApiError::bad_request(
                     "approval id must be ap_ and 16 hex digits",
@@ -339,15 +359,15 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
         }
         ["v1", "usage"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
-            let batch: UsageBatch = read_json(req, "UsageBatch").await?;
+            let a = authenticate(hub, parts)?;
+            let batch: UsageBatch = read_json(parts, body, "UsageBatch")?;
             let acks = hub.store.ingest_usage(&a, &batch.buckets, hub.now())?;
             json_response(StatusCode::OK, &UsageAckResponse { acks })
         }
         ["v1", "audit"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
-            let batch: AuditBatch = read_json(req, "AuditBatch").await?;
+            let a = authenticate(hub, parts)?;
+            let batch: AuditBatch = read_json(parts, body, "AuditBatch")?;
             match hub.store.ingest_audit(&a, &batch.records, hub.now())? {
                 Ok(ack) => json_response(StatusCode::OK, &ack),
                 Err(AuditRefusal::Gap { expected_seq }) => {
@@ -371,8 +391,8 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
         }
         ["v1", "heartbeat"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
-            let hb: Heartbeat = read_json(req, "Heartbeat").await?;
+            let a = authenticate(hub, parts)?;
+            let hb: Heartbeat = read_json(parts, body, "Heartbeat")?;
             let now = hub.now();
             hub.store.heartbeat(&a, &hb, now)?;
             json_response(
@@ -385,13 +405,13 @@ async fn protocol(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResu
         }
         ["v1", "commands", id, "result"] => {
             want("POST")?;
-            let a = authenticate(hub, &req)?;
+            let a = authenticate(hub, parts)?;
             if !clawgate_hub::signing::valid_id(id) {
                 return Err(ApiError::bad_request(
                     "command id must be [A-Za-z0-9._:-]{1,64}",
                 ));
             }
-            let result: CommandResult = read_json(req, "CommandResult").await?;
+            let result: CommandResult = read_json(parts, body, "CommandResult")?;
             if !hub.store.command_issued_to(&a.id, id)? {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -442,16 +462,16 @@ fn jittered(base: u32) -> u32 {
     (base + offset).saturating_sub(spread).clamp(5, 3600)
 }
 
-fn bearer(req: &Request<Incoming>) -> Option<&str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
 }
 
-fn authenticate(hub: &Hub, req: &Request<Incoming>) -> Result<Appliance, ApiError> {
-    let Some(token) = bearer(req) else {
+fn authenticate(hub: &Hub, parts: &Parts) -> Result<Appliance, ApiError> {
+    let Some(token) = bearer(parts) else {
         return Err(ApiError::unauthorized());
     };
     if !token.starts_with("cga_") || token.len() != 47 {
@@ -462,8 +482,8 @@ fn authenticate(hub: &Hub, req: &Request<Incoming>) -> Result<Appliance, ApiErro
         .ok_or_else(ApiError::unauthorized)
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), limit).collect().await {
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -479,9 +499,9 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     }
 }
 
-fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
-    let ok = req
-        .headers()
+fn check_json_content_type(parts: &Parts) -> Result<(), ApiError> {
+    let ok = parts
+        .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -502,13 +522,13 @@ fn check_json_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
 }
 
 /// Reads a JSON body, checks it against schema `schema` of the document, then deserialises it.
-async fn read_json<T: DeserializeOwned>(
-    req: Request<Incoming>,
+fn read_json<T: DeserializeOwned>(
+    parts: &Parts,
+    body: &Bytes,
     schema: &str,
 ) -> Result<T, ApiError> {
-    check_json_content_type(&req)?;
-    let bytes = read_body(req, MAX_REQUEST_BYTES).await?;
-    parse_checked(&bytes, schema)
+    check_json_content_type(parts)?;
+    parse_checked(body, schema)
 }
 
 fn parse_checked<T: DeserializeOwned>(bytes: &[u8], schema: &str) -> Result<T, ApiError> {
@@ -530,9 +550,9 @@ fn parse_checked<T: DeserializeOwned>(bytes: &[u8], schema: &str) -> Result<T, A
         .map_err(|e| ApiError::bad_request(format!("{schema}: {:?} error", e.classify())))
 }
 
-async fn enroll(hub: &Arc<Hub>, req: Request<Incoming>) -> ApiResult {
+fn enroll(hub: &Arc<Hub>, parts: &Parts, body: &Bytes) -> ApiResult {
     // The token may be in the body: parse errors never quote it (positions only).
-    let request: EnrollRequest = read_json(req, "EnrollRequest").await?;
+    let request: EnrollRequest = read_json(parts, body, "EnrollRequest")?;
     let appliance_id = format!("appl-{}", hex::encode(&crate::keys::random32()?[..8]));
     let credential = new_credential()?;
     let now = hub.now();
@@ -640,7 +660,7 @@ async fn events(hub: &Arc<Hub>, a: &Appliance, query: &str) -> ApiResult {
             _ => {}
         }
     }
-    let wait = Duration::from_secs(wait.unwrap_or(DEFAULT_WAIT));
+    let wait = Duration::from_secs(wait.unwrap_or(DEFAULT_WAIT).min(hub.settings.max_wait_secs));
     let mut rx = hub.subscribe();
     rx.borrow_and_update();
     let (after, answer_cursor) = match &cursor {
@@ -769,8 +789,8 @@ fn admin_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("body: {e}")))
 }
 
-async fn admin(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResult {
-    let ok = bearer(&req).is_some_and(|t| hub.operator_ok(t));
+fn admin(hub: &Arc<Hub>, parts: &Parts, body: &Bytes, path: &str) -> ApiResult {
+    let ok = bearer(parts).is_some_and(|t| hub.operator_ok(t));
     if !ok {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -778,28 +798,25 @@ async fn admin(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResult 
             "the operator token is required (Authorization: Bearer op_…)",
         ));
     }
-    let method = req.method().clone();
+    let method = parts.method.clone();
     let segs: Vec<String> = segments(path).into_iter().map(str::to_owned).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (method.as_str(), segs.as_slice()) {
         ("GET", ["admin", "overview"]) => json_response(StatusCode::OK, &hub.overview()?),
         ("POST", ["admin", "approvals", id, "decide"]) => {
-            let body = read_body(req, MAX_REQUEST_BYTES).await?;
-            let d: DecideBody = admin_json(&body)?;
+            let d: DecideBody = admin_json(body)?;
             let signed = hub.decide(id, d.decision)?;
             json_response(StatusCode::OK, &signed)
         }
         ("POST", ["admin", "bundles"]) => {
-            let body = read_body(req, MAX_ADMIN_BYTES).await?;
-            let (tenant, version, sha256) = hub.publish_bundle(&body)?;
+            let (tenant, version, sha256) = hub.publish_bundle(body)?;
             json_response(
                 StatusCode::OK,
                 &json!({"tenant": tenant, "version": version, "sha256": sha256}),
             )
         }
         ("POST", ["admin", "tokens"]) => {
-            let body = read_body(req, MAX_REQUEST_BYTES).await?;
-            let t: TokenBody = admin_json(&body)?;
+            let t: TokenBody = admin_json(body)?;
             let file = match &t.hub {
                 Some(url) => hub.mint_token_for(&t.tenant, url)?,
                 None => hub.mint_token(&t.tenant)?,
@@ -807,16 +824,14 @@ async fn admin(hub: &Arc<Hub>, req: Request<Incoming>, path: &str) -> ApiResult 
             json_response(StatusCode::OK, &file)
         }
         ("POST", ["admin", "commands"]) => {
-            let body = read_body(req, MAX_REQUEST_BYTES).await?;
-            let c: CommandBody = admin_json(&body)?;
+            let c: CommandBody = admin_json(body)?;
             let name = CommandName::parse(&c.name)
                 .ok_or_else(|| ApiError::bad_request("only reload, reconcile and restart exist"))?;
             let id = hub.send_command(&c.appliance, name)?;
             json_response(StatusCode::OK, &json!({"command_id": id}))
         }
         ("POST", ["admin", "faults"]) => {
-            let body = read_body(req, MAX_ADMIN_BYTES).await?;
-            let op: AdminFault = admin_json(&body)?;
+            let op: AdminFault = admin_json(body)?;
             admin_fault(hub, op)
         }
         (_, ["admin", "overview"]) => Err(not_allowed("GET")),

@@ -40,6 +40,9 @@ pub struct Settings {
     pub heartbeat_seconds: u32,
     /// How long a minted enrollment token stays valid, seconds.
     pub token_ttl_secs: i64,
+    /// Longest long-poll actually held, seconds (the document allows `wait` up to 60; a lower
+    /// cap keeps API fuzzers fast). Answers are the same, only sooner.
+    pub max_wait_secs: u64,
 }
 
 impl Default for Settings {
@@ -47,6 +50,7 @@ impl Default for Settings {
         Settings {
             heartbeat_seconds: 60,
             token_ttl_secs: 24 * 3600,
+            max_wait_secs: 60,
         }
     }
 }

@@ -30,6 +30,9 @@ struct Cli {
     /// `heartbeat_seconds` told at enrollment (5 to 3600).
     #[arg(long, default_value_t = 60)]
     heartbeat_seconds: u32,
+    /// Longest event long-poll held, seconds (0 to 60; lower it for API fuzzers).
+    #[arg(long, default_value_t = 60)]
+    max_wait: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -76,8 +79,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if !(5..=3600).contains(&cli.heartbeat_seconds) {
         anyhow::bail!("--heartbeat-seconds must be within 5..=3600");
     }
+    if cli.max_wait > 60 {
+        anyhow::bail!("--max-wait must be within 0..=60");
+    }
     let settings = Settings {
         heartbeat_seconds: cli.heartbeat_seconds,
+        max_wait_secs: cli.max_wait,
         ..Settings::default()
     };
     match cli.command {

@@ -3,12 +3,14 @@
 //! bundles. Tokens and credentials are stored as SHA-256 hashes only.
 //!
 //! One connection behind a mutex: every operation is one short transaction, never held across
-//! an `.await`. Times are passed in (the Hub's clock, skew included) so the rules are testable.
+//! an `.await`. Transactions that write start `IMMEDIATE`, so another process on the same file
+//! (`clawgate-devhub token` while the Hub runs) makes them wait (busy timeout) instead of failing
+//! a read-then-write upgrade with `SQLITE_BUSY`. Times are passed in (the Hub's clock, skew included) so the rules are testable.
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -295,7 +297,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<Appliance>> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row: Option<(String, i64, Option<i64>)> = tx
                 .query_row(
                     "SELECT tenant, expires_at, used_at FROM tokens WHERE hash = ?1",
@@ -340,7 +342,7 @@ impl Store {
             {
                 return Ok(Some(a));
             }
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let found = tx
                 .query_row(
                     "SELECT id, tenant FROM appliances WHERE next_cred_hash = ?1",
@@ -462,7 +464,7 @@ impl Store {
     /// the head seq, read in the same transaction.
     pub fn snapshot(&self, a: &Appliance, now: i64) -> Result<(Vec<serde_json::Value>, i64)> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let head: i64 =
                 tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
             let mut out = Vec::new();
@@ -607,7 +609,7 @@ impl Store {
     ) -> Result<(bool, StoredApproval)> {
         let text = to_json(request)?;
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let held: Option<(String, Option<String>)> = tx
                 .query_row(
                     "SELECT request, decision FROM approvals WHERE appliance = ?1 AND approval_id = ?2",
@@ -725,7 +727,7 @@ impl Store {
         let event =
             to_json(&serde_json::json!({"type": "approval_decision", "decision": decision}))?;
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let tenant: String = tx
                 .query_row(
                     "SELECT tenant FROM approvals WHERE appliance = ?1 AND approval_id = ?2",
@@ -762,7 +764,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<UsageAck>> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut acks = Vec::with_capacity(buckets.len());
             for b in buckets {
                 tx.execute(
@@ -872,7 +874,7 @@ impl Store {
         now: i64,
     ) -> Result<std::result::Result<AuditAck, AuditRefusal>> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (mut last_seq, mut last_hash): (i64, String) = tx
                 .query_row(
                     "SELECT seq, hash FROM audit WHERE appliance = ?1 ORDER BY seq DESC LIMIT 1",
@@ -1072,7 +1074,7 @@ impl Store {
         let text = to_json(signed)?;
         let event = to_json(&serde_json::json!({"type": "command", "command": signed}))?;
         self.with(|c| {
-            let tx = c.transaction()?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO commands(command_id, tenant, appliance, name, signed, issued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![command_id, a.tenant, a.id, name, text, issued_at],

@@ -33,6 +33,7 @@ impl Dev {
             settings: Settings {
                 heartbeat_seconds: 5,
                 token_ttl_secs: 3600,
+                ..Settings::default()
             },
             ..Config::new(dir.path().join("hub"))
         };

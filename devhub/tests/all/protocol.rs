@@ -557,3 +557,65 @@ async fn a_keyset_rotation_is_accepted_by_the_appliance_and_new_decisions_verify
     let b = t.enroll("tenant-a").await;
     assert_eq!(b.identity.keyset().version(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_minted_by_another_process_while_appliances_enroll_never_fail_either_side() {
+    // `clawgate-devhub token` opens the same database while the Hub serves: a second
+    // connection here, writing all the time. Write transactions are IMMEDIATE, so neither side
+    // sees SQLITE_BUSY (a read-then-write transaction would, when the other commits between).
+    let t = TestHub::start().await;
+    let other = std::sync::Arc::new(
+        clawgate_devhub::Hub::open(&t.state(), clawgate_devhub::Settings::default()).unwrap(),
+    );
+    let url = t.hub.url();
+    let files: Vec<_> = (0..80)
+        .map(|_| other.mint_token_for("tenant-a", &url).unwrap())
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let minter = {
+        let (other, url, stop) = (other.clone(), url.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                other.mint_token_for("tenant-b", &url).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut tasks = Vec::new();
+    for (i, file) in files.into_iter().enumerate() {
+        let url = url.clone();
+        let pin = t.hub.spki_pin();
+        tasks.push(tokio::spawn(async move {
+            let client = HubClient::new(&url, vec![pin], None, fast()).unwrap();
+            let a = client
+                .enroll(&EnrollRequest {
+                    token: file.token,
+                    hostname: format!("h{i}"),
+                    version: "1".into(),
+                })
+                .await?;
+            client
+                .set_credential(a.credential.secret().clone())
+                .unwrap();
+            client.heartbeat(&heartbeat()).await?;
+            Ok::<_, Error>(())
+        }));
+    }
+    let mut failures = Vec::new();
+    for task in tasks {
+        if let Err(e) = task.await.unwrap() {
+            failures.push(e.to_string());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let minted = minter.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed (while {minted} tokens were minted): {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert_eq!(t.hub.appliances().unwrap().len(), 80);
+}
