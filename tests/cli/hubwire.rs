@@ -765,3 +765,64 @@ fn the_heartbeat_reports_the_plugin_version_it_announced() {
             .any(|b| b["openclaw_plugin"] == json!({"present": true, "version": "9.8.7"}))
     });
 }
+
+#[test]
+fn when_enrolled_the_page_refuses_decisions_and_the_admin_socket_is_break_glass() {
+    let hub = TestHub::start();
+    let port = crate::serve::free_port();
+    // Daemon::prepare turns the admin listener off: write this configuration by hand.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n[egress]\nlisten = \"off\"\n\
+             connect_listen = \"off\"\n[approvals]\nwait_seconds = 1\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon {
+        dir,
+        config,
+        child: None,
+    };
+    enroll_with(&d, &hub);
+    d.spawn();
+    let fetch = json!({"command": "curl -fsS https://example.com/"});
+    blocked(&d.decide("exec", fetch.clone(), "g1"));
+    let (id, hash) = approval_post(&hub, 0);
+    let token = std::fs::read_to_string(d.state().join("admin.token")).unwrap();
+    let request = |text: String| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        crate::serve::http(&mut s, &text)
+    };
+    let page = request(format!(
+        "GET /approvals HTTP/1.1\r\nHost: x\r\nCookie: clawgate_admin={token}\r\nConnection: close\r\n\r\n"
+    ));
+    let csrf = page
+        .split("name=csrf value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let form = format!("csrf={csrf}");
+    let answer = request(format!(
+        "POST /approvals/{id}/approve HTTP/1.1\r\nHost: x\r\nCookie: clawgate_admin={token}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    ));
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+    assert!(answer.contains("enrolled with a Hub"), "{answer}");
+    assert!(blocked(&d.decide("exec", fetch.clone(), "g2")).contains("owner has been asked"));
+
+    // The operator on the box can still answer over the admin socket; the Hub's later answer to
+    // the same request is refused as no longer pending.
+    let out = d.cli(&["approvals", "approve", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(d.decide("exec", fetch.clone(), "g3")["params"], fetch);
+    hub.decide(&id, &hash, DecisionKind::Deny);
+    wait_until("the late Hub answer refused", || {
+        audit_text(&d).contains("not_pending")
+    });
+}

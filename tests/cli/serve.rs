@@ -748,14 +748,14 @@ fn validate_and_openclaw_configure() {
 }
 
 /// One raw HTTP/1.1 exchange over TCP or a Unix socket; returns the whole response text.
-fn http(stream: &mut (impl std::io::Read + std::io::Write), request: &str) -> String {
+pub(crate) fn http(stream: &mut (impl std::io::Read + std::io::Write), request: &str) -> String {
     stream.write_all(request.as_bytes()).unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
