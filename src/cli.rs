@@ -62,6 +62,11 @@ pub(crate) enum Command {
     /// Tokens the egress proxy metered, per agent, provider, model and hour.
     #[command(subcommand)]
     Usage(UsageCommand),
+    /// Enroll this appliance with a Hub: exchange the one-time token the provisioner dropped for
+    /// an identity (tenant, appliance, credential, pinned keys) in the state directory. The token
+    /// file is overwritten and removed once the identity is stored. Restart `clawgate serve`
+    /// afterwards to connect.
+    Enroll(EnrollArgs),
     /// Prepare this host, one idempotent step at a time (as root).
     #[command(subcommand)]
     Provision(crate::provision_cmd::ProvisionCommand),
@@ -100,6 +105,26 @@ pub(crate) enum UsageCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnrollArgs {
+    /// The Hub's base URL (https); must be the one the token file names.
+    #[arg(long, value_name = "URL")]
+    pub(crate) hub: String,
+    /// The enrollment token file (JSON: hub, token, tls_spki_sha256, signing_keys; mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) token_file: PathBuf,
+    /// SHA-256 (hex) of the Hub's TLS public key, checked against the token file's pins; may be
+    /// repeated.
+    #[arg(long = "pin", value_name = "SHA256")]
+    pub(crate) pins: Vec<String>,
+    /// Replace an existing enrollment (the old identity and Hub state are moved to
+    /// `replaced-<time>/` in the state directory).
+    #[arg(long)]
+    pub(crate) force: bool,
+    #[command(flatten)]
+    pub(crate) config: ConfigArg,
 }
 
 #[derive(Debug, Args)]

@@ -65,7 +65,44 @@ pub(crate) fn serve(
         )
         .map_err(|e| clawgate_wrapper::Error::Config(format!("{e:#}")))
     });
-    clawgate_wrapper::daemon::run(initial, reload, lock_probe)?;
+    match clawgate_wrapper::daemon::run(initial, reload, lock_probe)? {
+        clawgate_wrapper::daemon::Exit::Stopped => Ok(()),
+        clawgate_wrapper::daemon::Exit::RestartRequested => Err(RestartRequested.into()),
+    }
+}
+
+/// `serve` stopped because the Hub asked for a restart.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped for a restart the Hub asked for")]
+pub(crate) struct RestartRequested;
+
+pub(crate) fn enroll(
+    global: &GlobalArgs,
+    env: &dyn Env,
+    args: &crate::cli::EnrollArgs,
+) -> anyhow::Result<()> {
+    use clawgate_wrapper::hublink::enroll::{EnrollArgs, enroll};
+    let s = settings(global, env, args.config.config.as_deref())?;
+    let done = enroll(&EnrollArgs {
+        hub: args.hub.clone(),
+        token_file: args.token_file.clone(),
+        pins: args.pins.clone(),
+        force: args.force,
+        state_dir: s.state_dir.clone(),
+    })?;
+    println!(
+        "enrolled as appliance {} of tenant {} with {} (identity in {}); restart clawgate serve to connect",
+        done.identity.appliance_id,
+        done.identity.tenant_id,
+        done.identity.hub,
+        s.state_dir.display()
+    );
+    if let Some(old) = done.replaced {
+        println!(
+            "the previous enrollment's state was moved to {}",
+            old.display()
+        );
+    }
     Ok(())
 }
 

@@ -21,6 +21,9 @@ use clawgate_wrapper::LogTarget;
 
 /// `EX_USAGE` from sysexits.h: bad command line or configuration.
 const EX_USAGE: u8 = 64;
+/// `EX_TEMPFAIL`: `serve` stopped because the Hub asked for a restart (systemd's
+/// `Restart=on-failure` starts it again).
+const EX_TEMPFAIL: u8 = 75;
 
 fn main() -> ExitCode {
     // Before anything can hold a secret: no core dumps, not ptrace-able by the same user.
@@ -66,6 +69,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Scan(args) => redact_cmd::scan(&cli.global, &env, &args),
         cli::Command::Redact(args) => redact_cmd::redact(&cli.global, &env, &args),
         cli::Command::Serve(args) => daemon_cmd::serve(&cli.global, &env, args.config),
+        cli::Command::Enroll(args) => daemon_cmd::enroll(&cli.global, &env, &args),
         cli::Command::Validate(args) => daemon_cmd::validate(&cli.global, &env, &args.config),
         cli::Command::Approvals(cmd) => daemon_cmd::approvals(&cli.global, &env, cmd),
         cli::Command::Audit(cmd) => daemon_cmd::audit(&cli.global, &env, cmd),
@@ -80,6 +84,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
 fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<cli::UsageError>().is_some() {
         EX_USAGE
+    } else if e.downcast_ref::<daemon_cmd::RestartRequested>().is_some() {
+        EX_TEMPFAIL
     } else {
         1
     }

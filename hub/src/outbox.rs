@@ -597,6 +597,19 @@ impl Outbox {
         Ok(())
     }
 
+    /// When the bearer credential was last rotated (Unix seconds; `None`: never since this
+    /// `hub.db` was created, so the enrollment's credential).
+    pub fn credential_rotated_at(&self) -> Result<Option<i64>> {
+        Ok(self
+            .get_state("credential_rotated_at")?
+            .and_then(|s| s.parse().ok()))
+    }
+
+    /// Records a rotation at `at` (after the new credential was stored).
+    pub fn set_credential_rotated_at(&self, at: i64) -> Result<()> {
+        self.write(|tx| Self::set_state(tx, "credential_rotated_at", Some(&at.to_string())))
+    }
+
     /// The event stream cursor (`None`: start from the Hub's current state).
     pub fn event_cursor(&self) -> Result<Option<String>> {
         self.get_state("event_cursor")

@@ -391,7 +391,7 @@ pub fn apply_keyset(
 }
 
 /// Escapes a value from the wire for an error message and cuts it at 64 characters.
-pub(crate) fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     s.escape_debug().take(64).collect()
 }
 

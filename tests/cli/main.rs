@@ -8,7 +8,10 @@
 
 mod common;
 mod crash;
+mod devhub;
 mod egress;
+mod hub;
+mod hubwire;
 mod leaks;
 mod openapi;
 mod policy_cli;

@@ -19,6 +19,13 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(extra: &str) -> Daemon {
+        let mut d = Daemon::prepare(extra);
+        d.spawn();
+        d
+    }
+
+    /// The state and configuration of a daemon, not started yet.
+    pub(crate) fn prepare(extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("clawgate.toml");
         let state = dir.path().join("state");
@@ -36,12 +43,17 @@ impl Daemon {
             ),
         )
         .unwrap();
-        let mut d = Daemon {
+        let d = Daemon {
             dir,
             config,
             child: None,
         };
-        d.spawn();
+        std::fs::create_dir_all(d.state()).unwrap();
+        std::fs::set_permissions(
+            d.state(),
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )
+        .unwrap();
         d
     }
 
@@ -182,13 +194,13 @@ pub(crate) fn event(tool: &str, params: Value, call_id: &str) -> Value {
     })
 }
 
-fn blocked(v: &Value) -> &str {
+pub(crate) fn blocked(v: &Value) -> &str {
     assert_eq!(v["block"], true, "expected a block, got {v}");
     v["blockReason"].as_str().unwrap()
 }
 
 /// Read with the state directory alone, so a test may break the config file meanwhile.
-fn audit_text(d: &Daemon) -> String {
+pub(crate) fn audit_text(d: &Daemon) -> String {
     let out = clawgate(&d.state())
         .args(["audit", "show", "--limit", "100000", "--json"])
         .output()
@@ -201,7 +213,7 @@ fn audit_text(d: &Daemon) -> String {
     stdout(&out)
 }
 
-fn verify_audit(d: &Daemon) -> String {
+pub(crate) fn verify_audit(d: &Daemon) -> String {
     let out = clawgate(&d.state())
         .args(["audit", "verify"])
         .output()
@@ -736,14 +748,14 @@ fn validate_and_openclaw_configure() {
 }
 
 /// One raw HTTP/1.1 exchange over TCP or a Unix socket; returns the whole response text.
-fn http(stream: &mut (impl std::io::Read + std::io::Write), request: &str) -> String {
+pub(crate) fn http(stream: &mut (impl std::io::Read + std::io::Write), request: &str) -> String {
     stream.write_all(request.as_bytes()).unwrap();
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

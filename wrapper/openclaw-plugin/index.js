@@ -9,6 +9,10 @@
 
 import { request } from "node:http";
 
+// Sent with every request so the daemon can report the plugin's version to the Hub (keep equal
+// to package.json's "version").
+export const PLUGIN_VERSION = "0.1.0";
+
 export const CONFIG_DEFAULTS = Object.freeze({
   socketPath: "/run/clawgate/hook.sock",
   // Must exceed the hook server's approval wait (60 s): a call held for approval still gets an
@@ -96,7 +100,11 @@ function post(socketPath, path, payload, deadlineMs, signal) {
       socketPath,
       method: "POST",
       path,
-      headers: { "content-type": "application/json", "content-length": body.length },
+      headers: {
+        "content-type": "application/json",
+        "content-length": body.length,
+        "x-clawgate-plugin": PLUGIN_VERSION,
+      },
     });
     timer = setTimeout(
       () => req.destroy(new Error(`clawgate: ${path}: no answer within ${deadlineMs} ms`)),

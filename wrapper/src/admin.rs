@@ -237,6 +237,13 @@ impl AdminPage {
                     "approve24h" => (true, GrantKind::Day),
                     _ => (false, GrantKind::Once),
                 };
+                if self.engine.hub().is_some() {
+                    // Enrolled: the owner answers on the Hub (see ARCHITECTURE.md, hublink).
+                    return error_response(
+                        StatusCode::CONFLICT,
+                        "this appliance is enrolled with a Hub: the owner answers approvals there",
+                    );
+                }
                 match self.engine.answer(id, approve, grant, "approval-page") {
                     Ok(a) => redirect(&format!("/approvals?done={}-{}", a.id, a.status.as_str())),
                     Err(e) => error_to_response(&e),

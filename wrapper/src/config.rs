@@ -102,6 +102,9 @@ struct RawApprovals {
 struct RawPolicy {
     dir: Option<PathBuf>,
     tier: Option<u8>,
+    /// Pinned bundle-signing keys (`docs/bundle-format.md`, "Trust file"): bundles the Hub
+    /// pushes are verified against these.
+    trust_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -429,6 +432,8 @@ pub struct Settings {
     pub policy_dir: Option<PathBuf>,
     /// Autonomy tier.
     pub tier: Tier,
+    /// Trust file of the bundle-signing keys; `None`: pushed bundles are refused.
+    pub bundle_trust_file: Option<PathBuf>,
     /// Vault database.
     pub vault_path: PathBuf,
     /// Vault key.
@@ -586,6 +591,19 @@ impl RawConfig {
                 Some(d)
             }
         };
+        let bundle_trust_file = match self.policy.trust_file {
+            None => None,
+            Some(f) => {
+                let f = absolute(&f)?;
+                let text = clawgate_protocol::io::read_capped(&f, MAX_CONFIG)
+                    .map_err(|e| bad(format!("policy.trust_file {}: {e}", f.display())))?;
+                let text = String::from_utf8(text)
+                    .map_err(|_| bad(format!("policy.trust_file {} is not UTF-8", f.display())))?;
+                clawgate_policies::bundle::TrustStore::from_toml(&text)
+                    .map_err(|e| bad(format!("policy.trust_file {}: {e}", f.display())))?;
+                Some(f)
+            }
+        };
         let v = self.vault;
         let chosen = [
             v.key_file.is_some(),
@@ -633,6 +651,7 @@ impl RawConfig {
             approval_expiry: Duration::from_secs(expiry * 3600),
             policy_dir,
             tier,
+            bundle_trust_file,
             vault_key,
             log,
         })

@@ -19,9 +19,11 @@ use crate::admin::AdminPage;
 use crate::config::{Settings, SocketSettings, VaultKey};
 use crate::engine::{Engine, Timing};
 use crate::error::{Error, Result};
+use crate::hublink::{Control, HubLink, HubState};
 use crate::lock::{EgressLock, LockProbe};
 use crate::server::{self, AdminSocketApi, HookApi, PeerRule};
 use crate::store::Store;
+use clawgate_hub::identity::Identity;
 
 /// The per-tenant key that keeps placeholders of unknown secrets stable across turns.
 pub const PLACEHOLDER_KEY: &str = "placeholder.key";
@@ -33,13 +35,22 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Re-reads and validates the configuration (for SIGHUP).
 pub type Reloader = Box<dyn Fn() -> Result<Settings> + Send + Sync>;
 
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// The Hub sent `restart`: exit non-zero so systemd (`Restart=on-failure`) starts it again.
+    RestartRequested,
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `lock_probe` reads the egress lock; it is required
 /// when the configuration has an `[egress_lock]` table.
 pub fn run(
     settings: Settings,
     reload: Reloader,
     lock_probe: Option<Arc<dyn LockProbe>>,
-) -> Result<()> {
+) -> Result<Exit> {
     let watcher = match (&settings.egress_lock, lock_probe) {
         (None, _) => None,
         (Some(l), Some(probe)) => Some((
@@ -56,17 +67,48 @@ pub fn run(
     ensure_private_dir(&settings.state_dir)?;
     let vault = open_vault(&settings)?;
     let placeholder_key = placeholder_key(&settings.state_dir)?;
-    let (policy, version) = load_policy(&settings)?;
+    // Enrolled: the Hub link's state, and the signed bundle in force if there is one (it wins
+    // over the configured policy and tier). An identity that does not load refuses the start.
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(4);
+    let hub = match Identity::load(&settings.state_dir)? {
+        None => None,
+        Some(identity) => Some(Arc::new(HubState::open(
+            identity,
+            &settings.state_dir,
+            settings.bundle_trust_file.as_deref(),
+            &settings.egress.usage_db,
+            config_sha256(&settings),
+            control_tx,
+        )?)),
+    };
+    let active = match &hub {
+        Some(h) => h.bundles().load_current(crate::hublink::unix_now())?,
+        None => None,
+    };
+    let (policy, tier, version, bundle_info) = match active {
+        Some(a) => {
+            let version = a.info.policy_version();
+            (a.policy, a.tier, version, Some(a.info))
+        }
+        None => {
+            let (policy, version) = load_policy(&settings)?;
+            (policy, settings.tier, version, None)
+        }
+    };
     let store = Store::open(&settings.db_path)?;
     let mut engine = Engine::new(
         policy,
-        settings.tier,
+        tier,
         version,
         vault,
         placeholder_key,
         store,
         timing(&settings),
-    )?;
+    )?
+    .with_bundle(bundle_info)?;
+    if let Some(h) = &hub {
+        engine = engine.with_hub(h.clone());
+    }
     if let Some((lock, _, _)) = &watcher {
         engine = engine.with_egress_lock(lock.clone());
     }
@@ -78,7 +120,13 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the runtime", e))?;
-    runtime.block_on(serve(settings, engine, token, reload, watcher))
+    runtime.block_on(serve(settings, engine, token, reload, watcher, control_rx))
+}
+
+/// SHA-256 of the effective configuration (its `Debug` form: paths, addresses, numbers; no
+/// secret is ever part of [`Settings`]), for the heartbeat's drift check.
+fn config_sha256(s: &Settings) -> String {
+    hex::encode(Sha256::digest(format!("{s:?}").as_bytes()))
 }
 
 async fn serve(
@@ -87,7 +135,8 @@ async fn serve(
     token: SecretString,
     reload: Reloader,
     watcher: Option<(Arc<dyn LockProbe>, Duration)>,
-) -> Result<()> {
+    mut control: tokio::sync::mpsc::Receiver<Control>,
+) -> Result<Exit> {
     // Handlers first: a SIGHUP that arrives once the sockets answer must reload, not kill.
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
@@ -183,6 +232,10 @@ async fn serve(
             stop_rx.clone(),
         ));
     }
+    if let Some(hub) = engine.hub() {
+        let link = HubLink::new(engine.clone(), hub.clone());
+        tasks.spawn(link.run(stop_rx.clone()));
+    }
     engine.store().audit(
         "daemon.started",
         &json!({ "version": env!("CARGO_PKG_VERSION"), "pid": std::process::id() }),
@@ -190,11 +243,24 @@ async fn serve(
     tracing::info!(hook = %settings.hook.path.display(), admin = %settings.admin.path.display(), "clawgate serve ready.");
 
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
+    let mut exit = Exit::Stopped;
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload_now(&engine, &reload, &settings),
+            _ = hup.recv() => {
+                let _ = reload_now(&engine, &reload, &settings);
+            }
+            Some(c) = control.recv() => match c {
+                Control::Reload(answer) => {
+                    let _ = answer.send(reload_now(&engine, &reload, &settings));
+                }
+                Control::Restart => {
+                    tracing::warn!("The Hub asked for a restart: stopping so systemd starts the daemon again.");
+                    exit = Exit::RestartRequested;
+                    break;
+                }
+            },
             _ = sweep.tick() => {
                 if let Err(e) = engine.sweep() {
                     tracing::error!(error = %e, "Sweeping expired approvals failed.");
@@ -209,13 +275,18 @@ async fn serve(
     for path in [&settings.hook.path, &settings.admin.path] {
         let _ = std::fs::remove_file(path);
     }
-    engine
-        .store()
-        .audit("daemon.stopped", &json!({ "pid": std::process::id() }))?;
-    Ok(())
+    engine.store().audit(
+        "daemon.stopped",
+        &json!({ "pid": std::process::id(), "restart": exit == Exit::RestartRequested }),
+    )?;
+    Ok(exit)
 }
 
-fn reload_now(engine: &Engine, reload: &Reloader, running: &Settings) {
+fn reload_now(
+    engine: &Engine,
+    reload: &Reloader,
+    running: &Settings,
+) -> std::result::Result<(), String> {
     let result = reload().and_then(|s| {
         if s.hook != running.hook
             || s.admin != running.admin
@@ -227,16 +298,34 @@ fn reload_now(engine: &Engine, reload: &Reloader, running: &Settings) {
                 "Socket, listener, egress and egress-lock settings changed; they take effect at the next restart."
             );
         }
+        // A signed bundle in force stays in force (re-verified from disk): the configured
+        // policy and tier apply only without one.
+        if let Some(hub) = engine.hub()
+            && let Some(active) = hub.bundles().load_current(crate::hublink::unix_now())?
+        {
+            let version = active.info.policy_version();
+            return engine.reload_bundle(
+                active.policy,
+                active.tier,
+                version,
+                timing(&s),
+                Some(active.info),
+            );
+        }
         let (policy, version) = load_policy(&s)?;
         engine.reload(policy, s.tier, version, timing(&s))
     });
     match result {
-        Ok(()) => tracing::info!("Reloaded configuration and policy."),
+        Ok(()) => {
+            tracing::info!("Reloaded configuration and policy.");
+            Ok(())
+        }
         Err(e) => {
             tracing::error!(error = %e, "Reload refused; the previous configuration and policy stay in force.");
             let _ = engine
                 .store()
                 .audit("reload.failed", &json!({ "error": e.to_string() }));
+            Err(e.to_string())
         }
     }
 }

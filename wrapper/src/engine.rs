@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+use crate::hublink::HubState;
+use crate::hublink::bundles::BundleInfo;
 use crate::lock::EgressLock;
 use crate::metrics::{DecisionLabels, Metrics};
 use crate::secrets;
@@ -44,6 +46,8 @@ pub struct Snapshot {
     pub redactor: Arc<Redactor>,
     /// Vault generation the redactor was built from.
     pub vault_generation: Option<i64>,
+    /// The signed bundle the policy came from (`None`: the configured or built-in policy).
+    pub bundle: Option<BundleInfo>,
 }
 
 /// Which endpoint a decision request came through.
@@ -266,6 +270,12 @@ pub struct Engine {
     shutting_down: AtomicBool,
     /// The egress lock the watcher keeps current; consulted first by every decision.
     egress_lock: Option<Arc<EgressLock>>,
+    /// The Hub link when enrolled: the approver.
+    hub: Option<Arc<HubState>>,
+    /// A hook call arrived since start (the OpenClaw plugin is present and talking to us).
+    hook_seen: AtomicBool,
+    /// The version the plugin sends (`x-clawgate-plugin`), once seen.
+    plugin_version: Mutex<Option<String>>,
     /// Metrics.
     pub metrics: Metrics,
     /// The egress proxy's metrics (served with the daemon's).
@@ -308,6 +318,9 @@ impl Engine {
             recent: Mutex::new(Recent::default()),
             shutting_down: AtomicBool::new(false),
             egress_lock: None,
+            hub: None,
+            hook_seen: AtomicBool::new(false),
+            plugin_version: Mutex::new(None),
             metrics: Metrics::new(),
             egress_metrics: Arc::new(clawgate_egress::Metrics::new()),
             connect_metrics: Arc::new(clawgate_egress::connect::ConnectMetrics::new()),
@@ -324,6 +337,93 @@ impl Engine {
             .set_egress_lock(&lock.status(), &std::collections::BTreeMap::new());
         self.egress_lock = Some(lock);
         self
+    }
+
+    /// Makes the Hub the approver (see [`crate::hublink`]): every new approval request is
+    /// queued for the Hub in the transaction that creates it.
+    pub fn with_hub(mut self, hub: Arc<HubState>) -> Engine {
+        self.hub = Some(hub);
+        self
+    }
+
+    /// The Hub link, when enrolled.
+    pub fn hub(&self) -> Option<&Arc<HubState>> {
+        self.hub.as_ref()
+    }
+
+    /// Records the version the plugin announced (1 to 32 characters of `[0-9A-Za-z.+-]`;
+    /// anything else is ignored).
+    pub fn note_plugin_version(&self, version: &str) {
+        let ok = (1..=32).contains(&version.len())
+            && version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));
+        if ok
+            && let Ok(mut v) = self.plugin_version.lock()
+            && v.as_deref() != Some(version)
+        {
+            *v = Some(version.to_owned());
+        }
+    }
+
+    /// The plugin's version, if it announced one.
+    pub fn plugin_version(&self) -> Option<String> {
+        self.plugin_version.lock().ok().and_then(|v| v.clone())
+    }
+
+    /// True once a hook call arrived (the plugin is installed and talking to this daemon).
+    pub fn hook_seen(&self) -> bool {
+        self.hook_seen.load(Ordering::Relaxed)
+    }
+
+    /// Records which signed bundle the snapshot in force came from (at start, after
+    /// [`Engine::new`] with the bundle's policy).
+    pub fn with_bundle(self, bundle: Option<BundleInfo>) -> Result<Engine> {
+        {
+            let mut guard = self.snapshot.write().map_err(|_| Error::Poisoned)?;
+            let fresh = Arc::new(Snapshot {
+                policy: guard.policy.clone(),
+                tier: guard.tier,
+                version: guard.version.clone(),
+                redactor: guard.redactor.clone(),
+                vault_generation: guard.vault_generation,
+                bundle,
+            });
+            *guard = fresh;
+        }
+        Ok(self)
+    }
+
+    /// The bundle in force passed its expiry: keep it, ask for everything above green.
+    /// Audited once.
+    pub fn mark_bundle_expired(&self) -> Result<bool> {
+        let mut guard = self.snapshot.write().map_err(|_| Error::Poisoned)?;
+        let Some(info) = guard.bundle.clone().filter(|b| !b.expired) else {
+            return Ok(false);
+        };
+        let bundle = Some(BundleInfo {
+            expired: true,
+            ..info.clone()
+        });
+        *guard = Arc::new(Snapshot {
+            policy: guard.policy.clone(),
+            tier: guard.tier,
+            version: guard.version.clone(),
+            redactor: guard.redactor.clone(),
+            vault_generation: guard.vault_generation,
+            bundle,
+        });
+        drop(guard);
+        self.store.audit(
+            "bundle.expired",
+            &json!({ "version": info.version, "expires_at": info.expires_at,
+                     "effect": "still enforced; every call above green is asked" }),
+        )?;
+        tracing::warn!(
+            version = info.version,
+            "The policy bundle expired: still enforced, every call above green is asked."
+        );
+        Ok(true)
     }
 
     /// The egress lock, when one is configured.
@@ -368,6 +468,11 @@ impl Engine {
         &self.store
     }
 
+    /// The timing in force.
+    pub fn current_timing(&self) -> Result<Timing> {
+        self.timing()
+    }
+
     fn timing(&self) -> Result<Timing> {
         Ok(*self.timing.read().map_err(|_| Error::Poisoned)?)
     }
@@ -381,14 +486,27 @@ impl Engine {
         version: String,
         timing: Timing,
     ) -> Result<()> {
+        self.reload_bundle(policy, tier, version, timing, None)
+    }
+
+    /// [`Engine::reload`] with the signed bundle the policy came from.
+    pub fn reload_bundle(
+        &self,
+        policy: Policy,
+        tier: Tier,
+        version: String,
+        timing: Timing,
+        bundle: Option<BundleInfo>,
+    ) -> Result<()> {
         let connect = policy.connect_policy();
-        let snapshot = build_snapshot(
+        let mut snapshot = build_snapshot(
             policy,
             tier,
             version,
             self.vault.as_ref(),
             self.placeholder_key,
         )?;
+        snapshot.bundle = bundle;
         *self.snapshot.write().map_err(|_| Error::Poisoned)? = Arc::new(snapshot);
         self.connect_policy.set(connect);
         *self.timing.write().map_err(|_| Error::Poisoned)? = timing;
@@ -433,6 +551,7 @@ impl Engine {
             version: guard.version.clone(),
             redactor,
             vault_generation: Some(generation),
+            bundle: guard.bundle.clone(),
         });
         *guard = fresh.clone();
         drop(guard);
@@ -445,6 +564,8 @@ impl Engine {
     /// `trusted_policy` and `before_tool_call`: the one decision path.
     pub async fn decide(&self, hook: Hook, body: &Value) -> Result<Reply> {
         let call = parse_call(body)?;
+        self.hook_seen.store(true, Ordering::Relaxed);
+        self.metrics.calls_total.fetch_add(1, Ordering::Relaxed);
         let ctx = CallContext::from_body(body);
         let snap = self.fresh_snapshot()?;
         let tool = canonical_tool(&call.tool).to_owned();
@@ -471,7 +592,20 @@ impl Engine {
             return Ok(Reply::Allow(call.params));
         }
         let assessment = snap.policy.assess(&call);
-        let decision = clawgate_policies::decide(&assessment.verdict, snap.tier);
+        let mut decision = clawgate_policies::decide(&assessment.verdict, snap.tier);
+        // Expired as marked, or as of now (the link marks it at its next heartbeat).
+        let bundle_expired = snap
+            .bundle
+            .as_ref()
+            .is_some_and(|b| b.expired || crate::hublink::unix_now() >= b.expires_at);
+        if bundle_expired && decision.decision == Action::Allow && decision.class != Class::Green {
+            // An expired bundle is still enforced, but nothing above green runs unasked.
+            decision.decision = Action::Ask;
+            decision.reason = format!(
+                "{} (the policy bundle expired, so every action above green needs the owner's approval)",
+                decision.reason
+            );
+        }
         let redacted = summary::redact_value(&snap.redactor, &call.params);
         // Tool Search's outer `tool_call {id, args}` is hashed as the call it wraps, so the
         // owner approves the real call once and the inner call (which OpenClaw gates again)
@@ -680,7 +814,12 @@ impl Engine {
             None => {
                 let (shown_tool, shown_params) = wrapped_call(tool, redacted);
                 let summary = summary::summarize(shown_tool, shown_params);
-                let a = self.store.create_approval(
+                let hub = self.hub.clone();
+                let to_hub = move |a: &Approval| match &hub {
+                    Some(h) => h.queue_approval(a),
+                    None => Ok(()),
+                };
+                let a = self.store.create_approval_then(
                     &NewApproval {
                         action_hash: hash,
                         tool,
@@ -694,7 +833,11 @@ impl Engine {
                         policy_version: &snap.version,
                     },
                     self.timing()?.approval_expiry,
+                    &to_hub,
                 )?;
+                if let Some(h) = &self.hub {
+                    h.wake();
+                }
                 tracing::info!(approval = %a.id, tool, class = %decision.class, rule = %decision.rule, agent = %ctx.agent, "Approval requested.");
                 self.refresh_pending_gauge();
                 a
@@ -715,7 +858,7 @@ impl Engine {
                     },
                     // Another call with the same action used the single-use grant first.
                     None => Outcome::Blocked {
-                        reason: asked_reason(&approval, decision),
+                        reason: self.asked_reason(&approval, decision),
                         outcome: "ask_pending",
                         approval: Some(approval.id.clone()),
                     },
@@ -727,7 +870,7 @@ impl Engine {
                 approval: Some(approval.id.clone()),
             },
             Status::Pending => Outcome::Blocked {
-                reason: asked_reason(&approval, decision),
+                reason: self.asked_reason(&approval, decision),
                 outcome: "ask_pending",
                 approval: Some(approval.id.clone()),
             },
@@ -1051,6 +1194,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Why a call is held: the owner was asked, and how (the Hub may be unreachable).
+    fn asked_reason(&self, approval: &Approval, decision: &clawgate_policies::Decision) -> String {
+        let base = asked_reason(approval, decision);
+        match &self.hub {
+            Some(h) if !h.reachable() => format!(
+                "{base} Note: the Hub that relays approvals to the owner's phone is unreachable \
+                 right now; the request is queued and reaches the owner when it is back. Nothing \
+                 that needs approval runs meanwhile."
+            ),
+            _ => base,
+        }
+    }
+
     /// `health`.
     pub fn health(&self) -> Result<Value> {
         let snap = self.snapshot()?;
@@ -1067,6 +1223,12 @@ impl Engine {
             "tier": snap.tier,
             "pendingApprovals": self.store.pending_count()?,
             "vault": self.vault.is_some(),
+            "bundle": snap.bundle.as_ref().map(|b| json!({
+                "version": b.version, "manifestSha256": b.manifest_sha256,
+                "expiresAt": b.expires_at, "expired": b.expired })),
+            "hub": self.hub.as_ref().map_or_else(
+                || json!({ "enrolled": false }),
+                |h| h.health_json()),
         }))
     }
 }
@@ -1197,6 +1359,7 @@ fn build_snapshot(
         tier,
         version,
         vault_generation,
+        bundle: None,
     })
 }
 

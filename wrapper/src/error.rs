@@ -50,6 +50,12 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The Hub protocol: enrollment, identity, outbox, client.
+    #[error(transparent)]
+    Hub(#[from] clawgate_hub::Error),
+    /// A signed bundle was refused.
+    #[error(transparent)]
+    Bundle(#[from] clawgate_policies::bundle::BundleError),
     /// An internal lock was poisoned by a panic elsewhere.
     #[error("internal state poisoned")]
     Poisoned,

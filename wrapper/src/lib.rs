@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod egress;
 pub mod engine;
 pub mod error;
+pub mod hublink;
 pub mod lock;
 pub mod metrics;
 pub mod openclaw;

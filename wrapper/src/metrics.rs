@@ -29,6 +29,18 @@ pub(crate) struct CounterLabels {
     pub(crate) counter: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HubLabels {
+    pub(crate) operation: &'static str,
+    pub(crate) outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RejectLabels {
+    pub(crate) what: &'static str,
+    pub(crate) code: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     // 25 µs .. ~100 s: green decisions sit in the first buckets, approvals in the last.
     Histogram::new(exponential_buckets(0.000_025, 2.0, 22))
@@ -49,6 +61,15 @@ pub struct Metrics {
     pub(crate) egress_lock_status: Gauge,
     pub(crate) egress_lock_losses: Counter,
     pub(crate) egress_lock_packets: Family<CounterLabels, Gauge>,
+    pub(crate) hub_connected: Gauge,
+    pub(crate) hub_health_score: Gauge,
+    pub(crate) hub_requests: Family<HubLabels, Counter>,
+    pub(crate) hub_rejections: Family<RejectLabels, Counter>,
+    pub(crate) hub_outbox_depth: Family<KindLabels, Gauge>,
+    pub(crate) hub_bundle_version: Gauge,
+    /// Hook decisions and failed hook requests since start (for the health score's error rate).
+    pub(crate) calls_total: std::sync::atomic::AtomicU64,
+    pub(crate) errors_total: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -131,8 +152,53 @@ impl Metrics {
             "Packets counted by the egress lock's named nftables counters at the last check (agent_allowed_proxy, agent_rejected_tcp, agent_rejected_other)",
             egress_lock_packets.clone(),
         );
+        let hub_connected = Gauge::default();
+        hub_connected.set(-1);
+        registry.register(
+            "hub_connected",
+            "The Hub link: 1 the last exchange succeeded, 0 it failed, -1 not enrolled",
+            hub_connected.clone(),
+        );
+        let hub_health_score = Gauge::default();
+        registry.register(
+            "hub_health_score",
+            "The 0-100 health score sent with the last heartbeat",
+            hub_health_score.clone(),
+        );
+        let hub_requests = Family::<HubLabels, Counter>::default();
+        registry.register(
+            "hub_requests",
+            "Requests to the Hub by operation and outcome (ok, retryable, fatal, blocked)",
+            hub_requests.clone(),
+        );
+        let hub_rejections = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "hub_rejections",
+            "Decisions, commands, bundles and keysets from the Hub refused, by reason code",
+            hub_rejections.clone(),
+        );
+        let hub_outbox_depth = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "hub_outbox_depth",
+            "Entries waiting in hub.db for the Hub, by queue (approval, bundle_status, command_result, usage)",
+            hub_outbox_depth.clone(),
+        );
+        let hub_bundle_version = Gauge::default();
+        registry.register(
+            "hub_bundle_version",
+            "Version of the signed bundle in force (0: none)",
+            hub_bundle_version.clone(),
+        );
         Metrics {
             registry,
+            hub_connected,
+            hub_health_score,
+            hub_requests,
+            hub_rejections,
+            hub_outbox_depth,
+            hub_bundle_version,
+            calls_total: std::sync::atomic::AtomicU64::new(0),
+            errors_total: std::sync::atomic::AtomicU64::new(0),
             egress_lock_status,
             egress_lock_losses,
             egress_lock_packets,
@@ -149,6 +215,8 @@ impl Metrics {
 
     pub(crate) fn error(&self, kind: &'static str) {
         self.errors.get_or_create(&KindLabels { kind }).inc();
+        self.errors_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The egress lock's status and counters, after a check.

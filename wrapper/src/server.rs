@@ -315,6 +315,13 @@ impl Handler for HookApi {
                     &format!("{} takes {want}", req.path),
                 );
             }
+            if let Some(v) = req
+                .headers
+                .get("x-clawgate-plugin")
+                .and_then(|v| v.to_str().ok())
+            {
+                self.engine.note_plugin_version(v);
+            }
             let response = self.route(hook, &req.body).await;
             if !response.status().is_success() {
                 self.engine.metrics.error(match response.status().as_u16() {

@@ -291,6 +291,52 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Up to `limit` audit records after `seq`, in order (for shipping to the Hub).
+    pub fn audit_after(&self, seq: i64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, ts_ms, kind, record, prev, hash FROM audit WHERE seq > ?1 \
+             ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+            audit_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The hash of record `seq` ([`GENESIS`] for 0), if it exists.
+    pub fn audit_hash_at(&self, seq: i64) -> Result<Option<String>> {
+        if seq == 0 {
+            return Ok(Some(GENESIS.to_owned()));
+        }
+        Ok(self
+            .lock()?
+            .query_row("SELECT hash FROM audit WHERE seq = ?1", [seq], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Audit records of `kind` written at or after `since_ms` (Unix ms).
+    pub fn audit_count_since(&self, kind: &str, since_ms: i64) -> Result<u64> {
+        let n: i64 = self.lock()?.query_row(
+            "SELECT count(*) FROM audit WHERE kind = ?1 AND ts_ms >= ?2",
+            params![kind, since_ms],
+            |r| r.get(0),
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Every pending, unexpired request, oldest first.
+    pub fn pending(&self) -> Result<Vec<Approval>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE status = 'pending' AND expires_ms > ?1 \
+             ORDER BY created_ms"
+        ))?;
+        let rows = stmt.query_map([now_ms()], approval_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Checks the whole chain: sequence without gaps from 1, each `prev` the hash before it,
     /// each hash recomputed. Any edited, removed, inserted or reordered record breaks it.
     pub fn verify_audit(&self) -> Result<AuditReport> {
@@ -330,6 +376,18 @@ impl Store {
 
     /// Creates a pending approval request (and its audit record).
     pub fn create_approval(&self, new: &NewApproval<'_>, expiry: Duration) -> Result<Approval> {
+        self.create_approval_then(new, expiry, &|_| Ok(()))
+    }
+
+    /// Creates a pending approval request and runs `then` on it before committing: if `then`
+    /// fails (the Hub outbox refused the request), nothing is created, so no request exists
+    /// locally that the approver was never told about.
+    pub fn create_approval_then(
+        &self,
+        new: &NewApproval<'_>,
+        expiry: Duration,
+        then: &dyn Fn(&Approval) -> Result<()>,
+    ) -> Result<Approval> {
         let id = new_id()?;
         let now = now_ms();
         let expires = now.saturating_add(i64::try_from(expiry.as_millis()).unwrap_or(i64::MAX));
@@ -356,6 +414,7 @@ impl Store {
             )?;
             let approval = get(tx, &id)?.ok_or_else(|| Error::NoSuchApproval(id.clone()))?;
             append(tx, "approval.created", &approval_record(&approval))?;
+            then(&approval)?;
             Ok(approval)
         })
     }

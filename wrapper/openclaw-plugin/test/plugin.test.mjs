@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import plugin, { CONFIG_DEFAULTS, HOOK_PRIORITY } from "../index.js";
+import plugin, { CONFIG_DEFAULTS, HOOK_PRIORITY, PLUGIN_VERSION } from "../index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const manifest = JSON.parse(readFileSync(join(here, "..", "openclaw.plugin.json"), "utf8"));
@@ -33,7 +33,8 @@ before(async () => {
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      requests.push({ path: req.url, method: req.method, type: req.headers["content-type"], body });
+      requests.push({ path: req.url, method: req.method, type: req.headers["content-type"],
+        plugin: req.headers["x-clawgate-plugin"], body });
       respond(req, res, body);
     });
   });
@@ -124,6 +125,9 @@ test("allow returns explicit params, exactly {params}", async () => {
   assert.equal(requests[0].path, "/v1/before_tool_call");
   assert.equal(requests[0].method, "POST");
   assert.equal(requests[0].type, "application/json");
+  // The daemon reports this version to the Hub; it must be the package's.
+  assert.equal(requests[0].plugin, pkg.version);
+  assert.equal(PLUGIN_VERSION, pkg.version);
 });
 
 test("trusted policy posts to /v1/trusted_policy and returns the same shapes", async () => {
