@@ -615,16 +615,31 @@ fn hub_verdict(enrolled: bool, health: &Result<Value, String>) -> Verdict {
             "install a clawgate build with the Hub sync",
         );
     };
-    let ok = hub.get("connected").and_then(Value::as_bool) == Some(true)
-        || matches!(
-            hub.get("status").and_then(Value::as_str),
-            Some("ok" | "connected")
-        );
-    if ok {
-        Ok(format!("enrolled; {hub}"))
+    // The daemon's view (wrapper/openapi.json, Health.hub): `reachable` is whether its last
+    // exchange with the Hub succeeded.
+    let field = |k: &str| {
+        hub.get(k)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let summary = format!(
+        "{} (appliance {}, circuit {}, last success {} s ago)",
+        hub.get("hub").and_then(Value::as_str).unwrap_or("?"),
+        hub.get("applianceId")
+            .and_then(Value::as_str)
+            .unwrap_or("?"),
+        hub.get("circuit").and_then(Value::as_str).unwrap_or("?"),
+        field("lastSuccessAgeSecs"),
+    );
+    if hub.get("reachable").and_then(Value::as_bool) == Some(true) {
+        Ok(format!("enrolled to {summary}"))
     } else {
+        let why = hub
+            .get("lastError")
+            .and_then(Value::as_str)
+            .unwrap_or("no exchange yet");
         fail(
-            format!("enrolled; the Hub is not reachable: {hub}"),
+            format!("enrolled to {summary}; the Hub is not reachable: {why}"),
             "check outbound HTTPS to the Hub (DNS, firewall, proxy); nothing that needs approval is allowed meanwhile",
         )
     }

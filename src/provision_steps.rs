@@ -35,8 +35,8 @@ pub(crate) const STEP_IMPORT_ENV: &str = "import-env";
 pub(crate) const STEP_OPENCLAW: &str = "openclaw";
 pub(crate) const STEP_FIREWALL: &str = "firewall";
 pub(crate) const STEP_ENROLL: &str = "enroll";
-/// The Hub identity `clawgate enroll` stores in the state directory
-/// (`clawgate_hub::identity::IDENTITY_FILE`).
+/// The Hub identity `clawgate enroll` stores in the state directory: the binary does not link
+/// the hub crate, so a test checks this against `clawgate_hub::identity::IDENTITY_FILE`.
 pub(crate) const HUB_IDENTITY: &str = "hub-identity.json";
 
 /// What a step did.
@@ -998,12 +998,6 @@ fn enroll(
         .with_context(|| format!("running {} enroll", exe.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        if stderr.contains("unrecognized subcommand") {
-            bail!(
-                "this clawgate has no `enroll` subcommand yet (Hub enrollment, issue #6): the \
-                 other steps are done; enroll once a build with it is installed"
-            );
-        }
         bail!("clawgate enroll failed ({}): {}", out.status, stderr.trim());
     }
     adopt_state_files(&s.state_dir)?;
@@ -1019,6 +1013,11 @@ fn enroll(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hub_identity_file_is_the_hub_crates() {
+        assert_eq!(HUB_IDENTITY, clawgate_hub::identity::IDENTITY_FILE);
+    }
 
     #[test]
     fn hosts_of_upstream_urls() {

@@ -156,11 +156,13 @@ fn hub_states() {
     assert!(!passes(&hub_verdict(true, &h(json!({"status": "ok"})))));
     assert!(passes(&hub_verdict(
         true,
-        &h(json!({"hub": {"connected": true}}))
+        &h(
+            json!({"hub": {"enrolled": true, "reachable": true, "hub": "https://hub.example", "circuit": "closed"}})
+        )
     )));
     assert!(!passes(&hub_verdict(
         true,
-        &h(json!({"hub": {"connected": false, "lastError": "dns"}}))
+        &h(json!({"hub": {"enrolled": true, "reachable": false, "lastError": "dns"}}))
     )));
     assert!(!passes(&hub_verdict(true, &Err("down".into()))));
 }
