@@ -68,6 +68,7 @@ PORT="$(cat "$WORK/port")"
 log "clawgate serve behind http://127.0.0.1:$PORT"
 
 rc=0
+cd "$WORK" # schemathesis writes .schemathesis/ in its working directory
 "$VENV/bin/schemathesis" run "$ROOT/wrapper/openapi.json" \
   --url "http://127.0.0.1:$PORT" \
   --checks all \
@@ -75,6 +76,8 @@ rc=0
   --max-examples "$ST_MAX_EXAMPLES" \
   --request-timeout 20 \
   --seed "${ST_SEED:-1}" \
+  --generation-database none \
+  --report-dir "$WORK/report" \
   --no-color ${ST_EXTRA:-} || rc=$?
 
 if grep -q 'panicked' "$WORK/serve.log"; then log "clawgate serve panicked"; rc=1; fi
