@@ -663,28 +663,57 @@ async fn events(hub: &Arc<Hub>, a: &Appliance, query: &str) -> ApiResult {
     let wait = Duration::from_secs(wait.unwrap_or(DEFAULT_WAIT).min(hub.settings.max_wait_secs));
     let mut rx = hub.subscribe();
     rx.borrow_and_update();
-    let (after, answer_cursor) = match &cursor {
+    // Cursors: `c<seq>` (events after seq) or `s<head>.<skip>` (the rest of a cursor-less
+    // snapshot taken at `head` that did not fit in one answer of 100 events).
+    let gone = || {
+        ApiError::new(
+            StatusCode::GONE,
+            "cursor_expired",
+            "this cursor cannot be served: poll again without one",
+        )
+    };
+    let number = |d: &str| {
+        (!d.is_empty() && d.len() <= 16 && d.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| d.parse::<i64>().ok())
+            .flatten()
+    };
+    let (snapshot_head, skip) = match &cursor {
         Some(c) => {
             let head = hub.store.head()?;
-            let seq = c
-                .strip_prefix('c')
-                .filter(|d| !d.is_empty() && d.len() <= 16 && d.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|d| d.parse::<i64>().ok());
-            match seq {
-                Some(seq) if seq <= head && seq >= hub.faults.cursor_floor() => (seq, c.clone()),
-                _ => {
-                    return Err(ApiError::new(
-                        StatusCode::GONE,
-                        "cursor_expired",
-                        "this cursor cannot be served: poll again without one",
-                    ));
+            let usable = |seq: i64| seq <= head && seq >= hub.faults.cursor_floor();
+            if let Some(seq) = c.strip_prefix('c').and_then(number) {
+                if !usable(seq) {
+                    return Err(gone());
                 }
+                (seq, None)
+            } else if let Some((h, k)) = c.strip_prefix('s').and_then(|r| r.split_once('.')) {
+                match (number(h), number(k)) {
+                    (Some(h), Some(k)) if usable(h) => (h, Some(k)),
+                    _ => return Err(gone()),
+                }
+            } else {
+                return Err(gone());
             }
         }
-        None => {
+        None => (-1, Some(0)),
+    };
+    let (after, answer_cursor) = match skip {
+        None => (snapshot_head, cursor.clone().unwrap_or_default()),
+        Some(skip) => {
             let (state, head) = hub.store.snapshot(a, hub.now())?;
-            if !state.is_empty() {
-                return events_answer(state, cursor_text(head));
+            let head = if snapshot_head >= 0 {
+                snapshot_head
+            } else {
+                head
+            };
+            let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+            let rest: Vec<Value> = state.into_iter().skip(skip).collect();
+            if rest.len() > MAX_EVENTS {
+                let page = rest.into_iter().take(MAX_EVENTS).collect();
+                return events_answer(page, format!("s{head}.{}", skip + MAX_EVENTS));
+            }
+            if !rest.is_empty() {
+                return events_answer(rest, cursor_text(head));
             }
             (head, cursor_text(head))
         }

@@ -250,6 +250,18 @@ pub struct Store {
 impl Store {
     /// Opens (creating) `path`.
     pub fn open(path: &Path) -> Result<Store> {
+        // Created 0600 before SQLite opens it: SQLite gives the -wal and -shm files the main
+        // file's mode, so nothing of the database is readable by group or other.
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

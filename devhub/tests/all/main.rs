@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: panics are failures
 
 mod faults;
+mod http;
 mod protocol;
 mod secrets;
 

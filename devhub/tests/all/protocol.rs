@@ -619,3 +619,45 @@ async fn tokens_minted_by_another_process_while_appliances_enroll_never_fail_eit
     );
     assert_eq!(t.hub.appliances().unwrap().len(), 80);
 }
+
+#[tokio::test]
+async fn a_snapshot_larger_than_one_answer_is_paged_through_the_cursor() {
+    let t = TestHub::start().await;
+    let a = t.enroll("tenant-a").await;
+    let n = 230;
+    for i in 0..n {
+        let id = format!("ap_{i:016x}");
+        a.client
+            .create_approval(&approval_request(&id, "exec: ls"))
+            .await
+            .unwrap();
+        t.hub.decide(&id, DecisionKind::AllowOnce).unwrap();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    let mut answers = 0;
+    loop {
+        let r = a
+            .client
+            .poll_events(cursor.as_deref(), Duration::ZERO)
+            .await
+            .unwrap();
+        schema_ok("EventsResponse", &r);
+        answers += 1;
+        if r.events.is_empty() {
+            break;
+        }
+        for e in &r.events {
+            let Event::Known(KnownEvent::ApprovalDecision { decision }) = e else {
+                panic!("{e:?}")
+            };
+            assert!(
+                seen.insert(decision.signed.approval_id.clone()),
+                "delivered twice"
+            );
+        }
+        cursor = Some(r.cursor);
+    }
+    assert_eq!(seen.len(), n);
+    assert_eq!(answers, 4, "100 + 100 + 30, then an empty answer");
+}

@@ -89,4 +89,23 @@ async fn tokens_and_credentials_never_reach_logs_errors_or_the_database() {
         );
     }
     assert!(crate::exists_nonempty(&t.state().join("devhub.db")));
+    // Only the owner can read any of the state directory's secrets-bearing files.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |name: &str| {
+        std::fs::metadata(t.state().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    for f in [
+        "devhub.db",
+        "devhub.db-wal",
+        "signing-keys.json",
+        "tls-key.der",
+        "operator-token",
+    ] {
+        assert_eq!(mode(f), 0o600, "{f}");
+    }
 }
