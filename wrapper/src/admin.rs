@@ -20,6 +20,7 @@ use clawgate_protocol::secret::constant_time_eq;
 use crate::engine::Engine;
 use crate::server::{
     Body, Handled, Handler, Parts, error_response, error_to_response, json_response,
+    method_not_allowed,
 };
 use crate::store::{Approval, GrantKind, Status};
 
@@ -81,10 +82,12 @@ pub fn socket_route(engine: &Engine, req: Parts, by: &str) -> Response<Body> {
                 Err(e) => error_to_response(&e),
             }
         }
-        _ => error_response(
-            StatusCode::NOT_FOUND,
-            &format!("no such endpoint {} {}", req.method, req.path),
-        ),
+        _ => method_not_allowed(&ADMIN_ROUTES, &req.method, &req.path).unwrap_or_else(|| {
+            error_response(
+                StatusCode::NOT_FOUND,
+                &format!("no such endpoint {} {}", req.method, req.path),
+            )
+        }),
     }
 }
 
@@ -336,6 +339,21 @@ fn page(list: &[Approval], csrf: &str, notice: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undeclared_methods_are_405_with_allow_and_unknown_paths_404() {
+        let r = method_not_allowed(&ADMIN_ROUTES, &Method::TRACE, "/v1/approvals/ap_1/approve")
+            .expect("a declared path");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()["allow"], "POST");
+        let r = method_not_allowed(&ADMIN_ROUTES, &Method::DELETE, "/metrics").unwrap();
+        assert_eq!(r.headers()["allow"], "GET");
+        let hooks = crate::server::HOOK_ROUTES;
+        let r = method_not_allowed(&hooks, &Method::GET, "/v1/before_tool_call").unwrap();
+        assert_eq!(r.headers()["allow"], "POST");
+        assert!(method_not_allowed(&ADMIN_ROUTES, &Method::GET, "/v1/approvals/x").is_none());
+        assert!(method_not_allowed(&hooks, &Method::GET, "/v2/health").is_none());
+    }
 
     #[test]
     fn query_params_are_decoded() {

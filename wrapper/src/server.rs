@@ -66,6 +66,39 @@ pub fn error_response(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({ "error": message }))
 }
 
+/// 405 with the `Allow` header RFC 9110 requires: the methods `routes` declare for `path`
+/// (`{param}` segments match any one segment). `None` when no route has this path (a 404).
+pub fn method_not_allowed(
+    routes: &[(&str, &str)],
+    method: &Method,
+    path: &str,
+) -> Option<Response<Body>> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let allow: Vec<&str> = routes
+        .iter()
+        .filter(|(_, route)| {
+            let pattern: Vec<&str> = route.trim_matches('/').split('/').collect();
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(p, s)| p == s || (p.starts_with('{') && p.ends_with('}')))
+        })
+        .map(|(m, _)| *m)
+        .collect();
+    if allow.is_empty() {
+        return None;
+    }
+    let mut r = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{path} takes {}, not {method}", allow.join(" or ")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+        r.headers_mut().insert(hyper::header::ALLOW, v);
+    }
+    Some(r)
+}
+
 /// Maps an error to its status: the caller's fault is 4xx with the message; ours is 500 with a
 /// generic message (the plugin blocks either way).
 pub fn error_to_response(e: &Error) -> Response<Body> {
@@ -310,6 +343,9 @@ impl Handler for HookApi {
                 Method::POST
             };
             if req.method != want {
+                if let Some(r) = method_not_allowed(&HOOK_ROUTES, &req.method, &req.path) {
+                    return r;
+                }
                 return error_response(
                     StatusCode::METHOD_NOT_ALLOWED,
                     &format!("{} takes {want}", req.path),
