@@ -13,6 +13,7 @@
 
 pub mod env;
 pub mod io;
+pub mod jsonschema;
 pub mod secret;
 pub mod secret_ref;
 

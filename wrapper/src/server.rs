@@ -302,6 +302,33 @@ pub fn parse_json(body: &[u8]) -> Result<Value, Error> {
         .map_err(|e| Error::BadRequest(format!("request body is not valid JSON: {e}")))
 }
 
+/// `wrapper/openapi.json`, compiled in: every hook body is checked against its request schema
+/// before the engine sees it, so a body the document does not allow is a 400 that changes
+/// nothing (no approval asked, no audit record) rather than a call judged on fields read
+/// leniently. Extra fields stay allowed where the document allows them (OpenClaw adds fields).
+const OPENAPI: &str = include_str!("../openapi.json");
+
+static SCHEMAS: std::sync::OnceLock<Result<clawgate_protocol::jsonschema::Schemas, String>> =
+    std::sync::OnceLock::new();
+
+/// Checks a hook's body against its request schema in `wrapper/openapi.json`.
+fn check_hook_body(hook: &str, body: &Value) -> Result<(), Error> {
+    let component = match hook {
+        "before_tool_call" | "trusted_policy" => "ToolCallRequest",
+        "after_tool_call" => "AfterToolCallRequest",
+        "tool_result" => "ToolResultRequest",
+        _ => "LlmOutputRequest",
+    };
+    let schemas = SCHEMAS
+        .get_or_init(|| clawgate_protocol::jsonschema::Schemas::load(OPENAPI))
+        .as_ref()
+        // A 500: the plugin blocks the call (a test loads the document, so this cannot ship).
+        .map_err(|e| Error::Config(format!("wrapper/openapi.json: {e}")))?;
+    schemas
+        .validate(component, body)
+        .map_err(|e| Error::BadRequest(format!("request body does not match {component}: {e}")))
+}
+
 /// The hook API (the OpenClaw plugin's socket).
 #[derive(Debug)]
 pub struct HookApi {
@@ -383,7 +410,7 @@ impl HookApi {
                 Err(e) => error_to_response(&e),
             };
         }
-        let body = match parse_json(body) {
+        let body = match parse_json(body).and_then(|b| check_hook_body(hook, &b).map(|()| b)) {
             Ok(v) => v,
             Err(e) => return error_to_response(&e),
         };
@@ -419,5 +446,54 @@ pub struct AdminSocketApi {
 impl Handler for AdminSocketApi {
     fn handle(self: Arc<Self>, req: Parts) -> Handled {
         Box::pin(async move { admin::socket_route(&self.engine, req, "admin-socket") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What OpenClaw 2026.9.6 really sent (captured from a live gateway, ../shared/openclaw/
+    /// samples, as the plugin wraps it): every body passes, or every call would be blocked.
+    #[test]
+    fn captured_openclaw_bodies_match_the_document() {
+        let lines = include_str!("../testdata/openclaw-hook-bodies.jsonl");
+        let mut hooks = std::collections::BTreeSet::new();
+        for line in lines.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let hook = v["hook"].as_str().unwrap();
+            check_hook_body(hook, &v["body"]).unwrap_or_else(|e| panic!("{hook}: {e}"));
+            hooks.insert(hook.to_owned());
+        }
+        assert_eq!(hooks.len(), 5, "{hooks:?}");
+    }
+
+    #[test]
+    fn wrongly_typed_fields_are_refused_with_where() {
+        let ok = serde_json::json!({"event": {"toolName": "exec", "params": {"command": "ls"}}, "ctx": {"agentId": "main"}});
+        check_hook_body("before_tool_call", &ok).unwrap();
+        for (hook, body) in [
+            (
+                "before_tool_call",
+                serde_json::json!({"event": {"toolName": "exec", "params": {}}, "ctx": 7}),
+            ),
+            (
+                "trusted_policy",
+                serde_json::json!({"event": {"toolName": 1, "params": {}}}),
+            ),
+            (
+                "llm_output",
+                serde_json::json!({"event": {"usage": {"total": "9"}}, "ctx": {}}),
+            ),
+            (
+                "after_tool_call",
+                serde_json::json!({"event": {"toolName": "exec", "durationMs": {}}, "ctx": {}}),
+            ),
+        ] {
+            match check_hook_body(hook, &body) {
+                Err(Error::BadRequest(m)) => assert!(m.contains("expected"), "{hook}: {m}"),
+                other => panic!("{hook}: {other:?}"),
+            }
+        }
     }
 }
