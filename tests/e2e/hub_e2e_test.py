@@ -3,7 +3,7 @@
 
     bash tests/e2e/setup.sh                          # once: Node 24, OpenClaw 2026.9.6, Chromium
     cargo build --workspace                          # or CLAWGATE_BIN / CLAWGATE_DEVHUB_BIN
-    python3 tests/e2e/hub_e2e_test.py -v             # about 1.5-2 minutes
+    python3 tests/e2e/hub_e2e_test.py -v             # about 1 minute
 
 One world for the whole class: the dev Hub binary (`clawgate-devhub`, HTTPS on a free loopback
 port, its own state dir under the world's temp root), a fake LLM, one `clawgate serve` enrolled
