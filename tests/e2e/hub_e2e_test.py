@@ -16,9 +16,10 @@ Cases run in name order:
       the dev Hub, is approved by tapping Approve on the dev Hub's page in headless Chromium, and
       then runs (the echo endpoint gets the real secret; the model sees it redacted);
   02  another yellow_external call is denied on the page: it never runs, the model sees the denial;
-  03  a bundle published on the dev Hub (tier 2 -> 1, through the admin API) is in force within one
-      event round-trip (well under the appliance's 25 s long-poll), and the same kind of call that
-      ran unasked just before is now asked on the Hub (denied there: it never runs);
+  03  a bundle published on the dev Hub's page (tier 2 -> 1; file chosen, Publish tapped in headless
+      Chromium) is in force within one event round-trip (well under the appliance's 25 s
+      long-poll), and the same kind of call that ran unasked just before is now asked on the Hub
+      (denied there through the admin API: it never runs);
   04  the planted secret is nowhere the dev Hub got it: not in its admin API, its page (HTML and
       rendered text), its log, its state directory (SQLite files byte-swept), nor anywhere else
       under the temp root; positive controls show the Hub did receive the summaries and the audit.
@@ -402,12 +403,12 @@ class HubE2E(unittest.TestCase):
                 return a
         return None
 
-    def tap_on_hub_page(self, selector: str, expect: str) -> str:
+    def tap_on_hub_page(self, selector: str, expect: str, extra: tuple[str, ...] = ()) -> str:
         """Taps `selector` on the dev Hub's operator page in headless Chromium (phone viewport)."""
         link = f"{self.hub_url}/ui#token={self.hub.operator}"
         click = harness.run_cmd(
             [self.e.tools.node, str(HERE / "cdp_click.mjs"), "--url", link, "--selector", selector,
-             "--expect-text", expect, "--timeout-ms", "30000"],
+             "--expect-text", expect, "--timeout-ms", "30000", *extra],
             env=dict(self.cg_env(), CHROMIUM=str(self.chromium_wrapper)), cwd=str(HERE), timeout=60)
         self.check(click.rc == 0, f"cdp_click failed\n{click.describe()}")
         self.check(expect in click.stdout, f"the dev Hub page did not confirm {expect!r}\n{click.describe()}")
@@ -503,7 +504,8 @@ class HubE2E(unittest.TestCase):
         h = self.health()
         self.check(h.get("tier") == "balanced" and h.get("bundle") is None, f"health before the bundle: {h}")
 
-        # Publish tier 1, version 2, on the dev Hub (admin API: the page's upload form posts the same).
+        # Publish tier 1, version 2, on the dev Hub's page: the file chosen in #bundle-file, Publish
+        # tapped in headless Chromium. The time below includes Chromium's start (an upper bound).
         bundle = self.cg_dir / "bundle-v2.json"
         r = self.cg("policy", "sign", str(REPO / "policies" / "default"), "--secret-key", str(self.bundle_key),
                     "--key-id", BUNDLE_KEY_ID, "--tenant", TENANT, "--version", "2", "--tier", "1",
@@ -511,18 +513,20 @@ class HubE2E(unittest.TestCase):
         self.check(r.rc == 0, f"policy sign failed\n{r.describe()}")
         with Timed("03 publish -> bundle in force on the appliance"):
             t0 = time.monotonic()
-            status, body = self.hub.request("POST", "/admin/bundles", bundle.read_bytes(),
-                                            content_type="application/octet-stream")
-            self.check(status == 200, f"publish: {status} {body[:300]!r}")
-            pub = json.loads(body)
-            self.check(pub.get("tenant") == TENANT and pub.get("version") == 2, f"publish answer {pub}")
+            self.tap_on_hub_page("#publish-bundle", f"Published version 2 for {TENANT}.",
+                                 ("--set-file", f"#bundle-file={bundle}"))
+            t_published = time.monotonic()
 
             def in_force():
                 h = self.health()
                 return h if (h.get("bundle") or {}).get("version") == 2 and h.get("tier") == "supervised" else None
             h = wait_until(in_force, 30, "bundle 2 (tier 1) in force", interval=0.05, on_fail=self.report)
             took = time.monotonic() - t0
-        TIMINGS.append((f"03   publish -> in force: {took:.2f}s (bound {BUNDLE_ROUND_TRIP_BOUND:.0f}s)", took))
+            after_answer = max(0.0, time.monotonic() - t_published)
+        TIMINGS.append((f"03   tap Publish -> in force: {took:.2f}s, after the page's answer: {after_answer:.2f}s "
+                        f"(bound {BUNDLE_ROUND_TRIP_BOUND:.0f}s)", took))
+        pubs = [b for b in self.hub.overview().get("bundles") or [] if b[0] == TENANT and b[1] == 2]
+        self.check(len(pubs) == 1, f"the dev Hub holds {pubs}")
         self.check(took < BUNDLE_ROUND_TRIP_BOUND,
                    f"bundle took {took:.1f}s to be in force: not within one event round-trip")
         self.check(h["bundle"].get("expired") is False, f"health: {h}")
@@ -566,7 +570,7 @@ class HubE2E(unittest.TestCase):
         summaries = " ".join(a.get("summary", "") for a in ov.get("decided") or [])
         self.check("/echo/hub-a" in summaries and "SECRET_REF(demo)" in summaries,
                    f"the approved call's summary is not on the Hub: {summaries!r}")
-        self.check(len(self.page_texts) == 2 and any("hub-a" in t for t in self.page_texts),
+        self.check(len(self.page_texts) == 3 and any("hub-a" in t for t in self.page_texts),
                    "no page text from the taps (is the page check blind?)")
         status, html = self.hub.request("GET", "/ui", auth=False)
         self.check(status == 200 and b"<html" in html.lower(), f"GET /ui: {status}")
