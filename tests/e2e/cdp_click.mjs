@@ -6,12 +6,15 @@
 // Usage:
 //   node cdp_click.mjs --url URL --selector 'CSS' [--expect-text TEXT] [--timeout-ms N]
 //                      [--chromium PATH] [--screenshot out.png] [--mouse-only] [--verbose]
+//                      [--set-file 'CSS=PATH']
 //
 // Steps: start `chromium --headless=new --no-sandbox --remote-debugging-port=0 --user-data-dir=<tmp>`,
 // emulate a 390x844 mobile viewport with touch, open URL, wait for the selector, tap its centre
 // with Input.dispatchTouchEvent (falls back to Input.dispatchMouseEvent when the tap produced no
 // click), wait for the navigation / DOM change, optionally wait for --expect-text, print the
-// resulting page text (document.body.innerText) on stdout.
+// resulting page text (document.body.innerText) on stdout. --set-file first puts the local file
+// PATH into the <input type=file> matching CSS (DOM.setFileInputFiles, what a person picking the
+// file in the chooser does), e.g. to upload a bundle before tapping Publish.
 //
 // Exit codes: 0 ok, 1 failure, 2 usage error, 3 timeout. Diagnostics go to stderr.
 // Chromium is confined to loopback: every non-loopback request goes to a dead proxy.
@@ -23,7 +26,7 @@ import { join } from "node:path";
 
 const USAGE =
   "usage: node cdp_click.mjs --url URL --selector CSS [--expect-text TEXT] [--timeout-ms N] " +
-  "[--chromium PATH] [--screenshot PNG] [--mouse-only] [--verbose]";
+  "[--chromium PATH] [--screenshot PNG] [--mouse-only] [--verbose] [--set-file CSS=PATH]";
 
 function parseArgs(argv) {
   const o = { timeoutMs: 30000, chromium: process.env.CHROMIUM || "chromium", mouseOnly: false, verbose: false };
@@ -42,6 +45,13 @@ function parseArgs(argv) {
       case "--screenshot": o.screenshot = val(); break;
       case "--mouse-only": o.mouseOnly = true; break;
       case "--verbose": o.verbose = true; break;
+      case "--set-file": {
+        const v = val();
+        const eq = v.lastIndexOf("=");
+        if (eq <= 0 || eq === v.length - 1) usage("--set-file wants CSS=PATH");
+        o.setFile = { selector: v.slice(0, eq), path: v.slice(eq + 1) };
+        break;
+      }
       case "-h": case "--help": console.log(USAGE); process.exit(0);
       default: usage(`unknown argument ${a}`);
     }
@@ -254,6 +264,17 @@ async function main() {
   }
   if (!box || !box.visible) throw new Error(`selector ${opts.selector} not found/visible`);
   log(`found ${opts.selector} <${box.tag.toLowerCase()}> at (${box.x.toFixed(0)},${box.y.toFixed(0)}) ${box.w.toFixed(0)}x${box.h.toFixed(0)}`);
+
+  if (opts.setFile) {
+    if (!existsSync(opts.setFile.path)) throw new Error(`--set-file: no file ${opts.setFile.path}`);
+    const { root } = await S("DOM.getDocument", { depth: 0 });
+    const { nodeId } = await S("DOM.querySelector", { nodeId: root.nodeId, selector: opts.setFile.selector });
+    if (!nodeId) throw new Error(`--set-file: selector ${opts.setFile.selector} not found`);
+    await S("DOM.setFileInputFiles", { nodeId, files: [opts.setFile.path] });
+    const n = await evaluate(`document.querySelector(${JSON.stringify(opts.setFile.selector)}).files.length`);
+    if (n !== 1) throw new Error(`--set-file: the input holds ${n} files`);
+    log(`set ${opts.setFile.selector} to ${opts.setFile.path}`);
+  }
 
   // Instrument the page so we can tell whether the tap produced a click.
   const before = await pageText();
