@@ -97,10 +97,20 @@ fn grant_from_body(body: &[u8]) -> Result<GrantKind, String> {
     }
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
-    match v.get("grant").and_then(Value::as_str) {
-        None | Some("once") => Ok(GrantKind::Once),
-        Some("24h") => Ok(GrantKind::Day),
-        Some(other) => Err(format!("grant `{other}` is not once or 24h")),
+    // ApproveRequest: an object with at most `grant`, a string. Anything else is refused, not
+    // read as the default: a malformed answer must not approve.
+    let Some(fields) = v.as_object() else {
+        return Err("request body must be a JSON object".into());
+    };
+    if let Some(k) = fields.keys().find(|k| k.as_str() != "grant") {
+        return Err(format!("unknown field `{k}` (only `grant`)"));
+    }
+    match fields.get("grant") {
+        None => Ok(GrantKind::Once),
+        Some(Value::String(g)) if g == "once" => Ok(GrantKind::Once),
+        Some(Value::String(g)) if g == "24h" => Ok(GrantKind::Day),
+        Some(Value::String(g)) => Err(format!("grant `{g}` is not once or 24h")),
+        Some(_) => Err("grant must be the string once or 24h".into()),
     }
 }
 
@@ -339,6 +349,29 @@ fn page(list: &[Approval], csrf: &str, notice: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approve_bodies_are_read_strictly() {
+        assert!(matches!(grant_from_body(b""), Ok(GrantKind::Once)));
+        assert!(matches!(grant_from_body(br#"{}"#), Ok(GrantKind::Once)));
+        assert!(matches!(
+            grant_from_body(br#"{"grant":"24h"}"#),
+            Ok(GrantKind::Day)
+        ));
+        for bad in [
+            &br#"{"grant":{}}"#[..],
+            br#"{"grant":"1y"}"#,
+            br#"[]"#,
+            br#"{"x":1}"#,
+            b"{",
+        ] {
+            assert!(
+                grant_from_body(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn undeclared_methods_are_405_with_allow_and_unknown_paths_404() {
