@@ -364,3 +364,61 @@ fn a_hanging_hub_holds_up_one_queue_but_not_decisions() {
     d.stop();
     verify_audit(&d);
 }
+
+/// Exactly-once usage against the dev Hub itself: `clawgate serve` is killed (SIGKILL) at a
+/// random moment after each start, twenty times, while it ships usage, with more usage metered
+/// between rounds; once it is left running, the dev Hub's totals equal the metered totals, field
+/// by field (a double count or a loss would show).
+#[test]
+fn killed_while_shipping_the_dev_hub_totals_equal_the_metered_totals() {
+    let dev = Dev::start();
+    let hub = dev.hub();
+    let mut d = enrolled_daemon(&dev, "");
+    let usage_db = d.state().join("usage.db");
+    let hour = now() - now().rem_euclid(3600);
+    record_usage(
+        &usage_db,
+        vec![
+            usage_record("main", "claude-x", hour - 7200, 100),
+            usage_record("main", "claude-x", hour, 10),
+            usage_record("ops", "gpt-y", hour, 7),
+        ],
+    );
+    let mut rng = u64::try_from(now()).unwrap() | 1;
+    for round in 0..20u64 {
+        d.spawn();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(std::time::Duration::from_millis(rng % 1200));
+        d.kill_hard();
+        record_usage(
+            &usage_db,
+            vec![usage_record(
+                if round % 3 == 0 { "ops" } else { "main" },
+                "claude-x",
+                hour,
+                round + 1,
+            )],
+        );
+    }
+    d.spawn();
+    let metered =
+        clawgate_egress::read_buckets(&usage_db, &clawgate_egress::BucketQuery::default())
+            .unwrap()
+            .iter()
+            .fold([0u64; 5], |t, b| {
+                [
+                    t[0] + b.usage.input,
+                    t[1] + b.usage.output,
+                    t[2] + b.usage.cache_read,
+                    t[3] + b.usage.cache_write,
+                    t[4] + b.requests,
+                ]
+            });
+    wait_until("the dev Hub's totals equal the metered totals", || {
+        let s = hub.usage_sum(TENANT).unwrap();
+        [s.input, s.output, s.cache_read, s.cache_write, s.requests] == metered
+    });
+    d.stop();
+}
