@@ -959,3 +959,44 @@ def sqlite_dump(path: str | os.PathLike) -> str:
 
 def sqlite_contains(path: str | os.PathLike, needle: str) -> bool:
     return needle in sqlite_dump(path)
+
+
+# Shared by the test files: step timings, setup checks, and GET over the hook socket.
+TIMINGS: list[tuple[str, float]] = []
+
+
+class Timed:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.elapsed = time.monotonic() - self.t0
+        TIMINGS.append((self.name + ("" if exc[0] is None else " [FAILED]"), self.elapsed))
+        return False
+
+
+def require(cond, detail):
+    """A setup check that also holds under `python -O`."""
+    if not cond:
+        raise HarnessError(f"setup check failed: {detail}")
+
+
+def unix_http_get(sock_path: str, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    """GET over a Unix socket (HTTP/1.0, so the server closes after the answer)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: clawgate\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body.decode("utf-8", "replace")
