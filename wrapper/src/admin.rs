@@ -19,7 +19,7 @@ use clawgate_protocol::secret::constant_time_eq;
 
 use crate::engine::Engine;
 use crate::server::{
-    Body, Handled, Handler, Parts, error_response, error_to_response, json_response,
+    Body, Handled, Handler, Parts, check_body, error_response, error_to_response, json_response,
     method_not_allowed,
 };
 use crate::store::{Approval, GrantKind, Status};
@@ -97,20 +97,13 @@ fn grant_from_body(body: &[u8]) -> Result<GrantKind, String> {
     }
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
-    // ApproveRequest: an object with at most `grant`, a string. Anything else is refused, not
-    // read as the default: a malformed answer must not approve.
-    let Some(fields) = v.as_object() else {
-        return Err("request body must be a JSON object".into());
-    };
-    if let Some(k) = fields.keys().find(|k| k.as_str() != "grant") {
-        return Err(format!("unknown field `{k}` (only `grant`)"));
-    }
-    match fields.get("grant") {
-        None => Ok(GrantKind::Once),
-        Some(Value::String(g)) if g == "once" => Ok(GrantKind::Once),
-        Some(Value::String(g)) if g == "24h" => Ok(GrantKind::Day),
-        Some(Value::String(g)) => Err(format!("grant `{g}` is not once or 24h")),
-        Some(_) => Err("grant must be the string once or 24h".into()),
+    // ApproveRequest, checked against the document like the hook bodies: anything else is
+    // refused, not read as the default (a malformed answer must not approve).
+    check_body("ApproveRequest", &v).map_err(|e| e.to_string())?;
+    match v.get("grant").and_then(Value::as_str) {
+        None | Some("once") => Ok(GrantKind::Once),
+        Some("24h") => Ok(GrantKind::Day),
+        Some(other) => Err(format!("grant `{other}` is not once or 24h")),
     }
 }
 

@@ -319,6 +319,12 @@ fn check_hook_body(hook: &str, body: &Value) -> Result<(), Error> {
         "tool_result" => "ToolResultRequest",
         _ => "LlmOutputRequest",
     };
+    check_body(component, body)
+}
+
+/// Checks a request body against `component` of `wrapper/openapi.json` (400 when it does not
+/// match; 500, so the caller refuses, if the document itself does not load).
+pub fn check_body(component: &str, body: &Value) -> Result<(), Error> {
     let schemas = SCHEMAS
         .get_or_init(|| clawgate_protocol::jsonschema::Schemas::load(OPENAPI))
         .as_ref()
