@@ -6,7 +6,9 @@
 //! * `redact_no_secrets`: that mix without the tokens, and each detector alone.
 //! * `realistic_1MiB`: a richer mix (code, logs, configs, chat, JSON, lockfiles, URLs) with no
 //!   secret (`clean`), and with a planted secret in one line in eight (`dense`: rule formats,
-//!   assignments caught by entropy, vault values raw, JSON-escaped, URL-encoded, hex and base64).
+//!   assignments caught by entropy, vault values raw, JSON-escaped, URL-encoded, hex and base64),
+//!   and at lower densities (one line in 32, one in 128); on `dense`, also each detector alone.
+//!   `REDACT_BENCH_DUMP=DIR` writes these texts to `DIR` (for profiling outside the bench).
 //! * `conversation_replay`: a 30-turn agent conversation replayed the way agents send it (every
 //!   request carries the whole history); bytes are all bytes of all requests. `uncached` calls
 //!   `redact` on every string, `cached` calls `redact_cached` (the cache is emptied before each
@@ -341,12 +343,34 @@ fn throughput<M: Measurement>(c: &mut Criterion<M>, flat: bool) {
     let mut group = c.benchmark_group("realistic_1MiB");
     group.sampling_mode(mode);
     let mut rng = Rng(11);
-    for (name, every) in [("clean", 0), ("dense", 8)] {
+    for (name, every) in [
+        ("clean", 0),
+        ("dense", 8),
+        ("one_in_32_lines", 32),
+        ("one_in_128_lines", 128),
+    ] {
         let text = realistic_text(1024 * 1024, &mut rng, &values, every);
+        if let Ok(dir) = std::env::var("REDACT_BENCH_DUMP") {
+            std::fs::write(format!("{dir}/{name}.txt"), &text).unwrap();
+        }
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::new("redact", name), &text, |b, t| {
             b.iter(|| black_box(redactor.redact(t)))
         });
+        if every == 8 {
+            // Each detector alone on the dense text, to see where the time goes.
+            for (detector, alone) in [
+                ("vault_only", &vault_only),
+                ("rules_only", &rules_only),
+                ("entropy_only", &entropy_only),
+            ] {
+                group.bench_with_input(
+                    BenchmarkId::new(format!("scan_{detector}"), name),
+                    &text,
+                    |b, t| b.iter(|| black_box(alone.scan(t))),
+                );
+            }
+        }
     }
     group.finish();
 

@@ -3,9 +3,13 @@
 //! keywords' hits (one big `RegexSet` measured 0.2 MB/s here: never do that inline).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use base64::Engine;
-use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, meta};
+use regex_syntax::hir::{Class, Hir, HirKind, literal};
 
 use crate::{Detector, DetectorKind, Error, Finding};
 
@@ -911,8 +915,41 @@ pub struct RuleDetector {
     keywords: crate::scan::KeywordSet,
     /// Keyword pattern id → rules that use it.
     by_keyword: Vec<Vec<usize>>,
-    /// Each rule, its regex, and the literal search for its `needs` (if any).
-    rules: Vec<(RuleSpec, Regex, Option<Regex>)>,
+    rules: Vec<CompiledRule>,
+}
+
+/// A rule ready to run.
+struct CompiledRule {
+    spec: RuleSpec,
+    regex: meta::Regex,
+    /// The literal search for the rule's `needs`, if any.
+    needs: Option<meta::Regex>,
+    /// What the pattern's shape lets the search skip.
+    shortcuts: Shortcuts,
+}
+
+/// Cheaper ways to run a rule that give the same findings, proven from its pattern when it is
+/// compiled. A rule whose pattern proves nothing runs the plain way: a window around each
+/// keyword hit, searched left to right.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Shortcuts {
+    /// The secret is always the whole match (`\b(ghp_…)\b`, most token formats): only the
+    /// match is searched for, without the slower capture engines.
+    secret_is_match: bool,
+    /// Every match starts with one of the rule's keywords (`ghp_`, `(?i)password`): the regex
+    /// is tried anchored at each keyword hit instead of searching a window around it.
+    anchored: bool,
+    /// Every match contains one of the rule's keywords and no whitespace (URLs with
+    /// credentials): a hit's window ends at the whitespace around it.
+    no_whitespace: bool,
+}
+
+/// Where a rule's regex matched (offsets into the whole text).
+struct RegexMatch {
+    /// The secret: the first group that matched, else the whole match.
+    secret: Range<usize>,
+    /// The whole match.
+    whole: Range<usize>,
 }
 
 impl std::fmt::Debug for RuleDetector {
@@ -931,19 +968,22 @@ impl RuleDetector {
 
     /// Compiles `specs`.
     pub fn with_rules(specs: Vec<RuleSpec>) -> Result<Self, Error> {
+        Self::compile_rules(specs, true)
+    }
+
+    /// Compiles `specs` to run the plain way, without the shortcuts their patterns prove: the
+    /// reference the shortcuts are tested against.
+    #[doc(hidden)]
+    pub fn without_shortcuts(specs: Vec<RuleSpec>) -> Result<Self, Error> {
+        Self::compile_rules(specs, false)
+    }
+
+    fn compile_rules(specs: Vec<RuleSpec>, shortcuts: bool) -> Result<Self, Error> {
         let mut keyword_ids: HashMap<&'static str, usize> = HashMap::new();
         let mut keywords: Vec<&'static str> = Vec::new();
         let mut by_keyword: Vec<Vec<usize>> = Vec::new();
         let mut rules = Vec::new();
         for (index, spec) in specs.into_iter().enumerate() {
-            let regex = RegexBuilder::new(spec.pattern)
-                .unicode(false)
-                .size_limit(8 << 20)
-                .build()
-                .map_err(|e| Error::Build {
-                    what: "credential rules",
-                    reason: format!("{}: {e}", spec.id),
-                })?;
             for kw in spec.keywords {
                 let id = *keyword_ids.entry(kw).or_insert_with(|| {
                     keywords.push(kw);
@@ -952,22 +992,11 @@ impl RuleDetector {
                 });
                 by_keyword[id].push(index);
             }
-            let needs = if spec.needs.is_empty() {
-                None
-            } else {
-                let alternation: Vec<String> =
-                    spec.needs.iter().map(|n| regex::escape(n)).collect();
-                Some(
-                    RegexBuilder::new(&alternation.join("|"))
-                        .unicode(false)
-                        .build()
-                        .map_err(|e| Error::Build {
-                            what: "credential rules",
-                            reason: format!("{}: {e}", spec.id),
-                        })?,
-                )
-            };
-            rules.push((spec, regex, needs));
+            let mut rule = CompiledRule::new(spec)?;
+            if !shortcuts {
+                rule.shortcuts = Shortcuts::default();
+            }
+            rules.push(rule);
         }
         let keywords = crate::scan::KeywordSet::new(keywords);
         Ok(Self {
@@ -978,11 +1007,251 @@ impl RuleDetector {
     }
 }
 
+/// A byte-oriented regex (ASCII classes, no UTF-8 requirement), as `regex::bytes` builds them.
+fn compile(pattern: &str, id: &str) -> Result<meta::Regex, Error> {
+    meta::Regex::builder()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            meta::Config::new()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(8 << 20)),
+        )
+        .build(pattern)
+        .map_err(|e| Error::Build {
+            what: "credential rules",
+            reason: format!("{id}: {e}"),
+        })
+}
+
+impl CompiledRule {
+    fn new(spec: RuleSpec) -> Result<Self, Error> {
+        let regex = compile(spec.pattern, spec.id)?;
+        let needs = if spec.needs.is_empty() {
+            None
+        } else {
+            let alternation: Vec<String> = spec.needs.iter().map(|n| regex::escape(n)).collect();
+            Some(compile(&alternation.join("|"), spec.id)?)
+        };
+        Ok(CompiledRule {
+            shortcuts: Shortcuts::of(&spec),
+            spec,
+            regex,
+            needs,
+        })
+    }
+
+    /// The text a keyword hit at `start..end` lets this rule's regex search: `back` bytes before
+    /// it to `fwd` after, cut at whitespace around the hit for rules whose matches hold none.
+    fn window(&self, bytes: &[u8], start: usize, end: usize) -> Range<usize> {
+        let (mut ws, mut we) = (
+            start.saturating_sub(self.spec.back),
+            (end + self.spec.fwd).min(bytes.len()),
+        );
+        if self.shortcuts.no_whitespace {
+            if let Some(space) = bytes[ws..start].iter().rposition(u8::is_ascii_whitespace) {
+                ws += space + 1;
+            }
+            if let Some(space) = bytes[end..we].iter().position(u8::is_ascii_whitespace) {
+                we = end + space;
+            }
+        }
+        ws..we
+    }
+
+    /// Whether the rule's `needs` (if any) occur in `range` of `bytes`.
+    fn needs_met(&self, bytes: &[u8], range: Range<usize>) -> bool {
+        self.needs
+            .as_ref()
+            .is_none_or(|n| n.is_match(Input::new(bytes).range(range)))
+    }
+
+    /// The first match in `range` of `bytes` (starting exactly at `range.start` when
+    /// `anchored`). Look-arounds (`\b`) see the bytes around the range.
+    fn next_match(
+        &self,
+        bytes: &[u8],
+        range: Range<usize>,
+        anchored: bool,
+        captures: &mut Captures,
+    ) -> Option<RegexMatch> {
+        let input = Input::new(bytes).range(range).anchored(if anchored {
+            Anchored::Yes
+        } else {
+            Anchored::No
+        });
+        if self.shortcuts.secret_is_match {
+            let m = self.regex.search(&input)?;
+            return Some(RegexMatch {
+                secret: m.range(),
+                whole: m.range(),
+            });
+        }
+        self.regex.search_captures(&input, captures);
+        let whole = captures.get_match()?.range();
+        let secret = (1..captures.group_len())
+            .find_map(|i| captures.get_group(i))
+            .map_or(whole.clone(), |span| span.range());
+        Some(RegexMatch { secret, whole })
+    }
+
+    /// Every match in `range` of `bytes`, each turned into a finding unless it is no secret.
+    fn find_in(
+        &self,
+        bytes: &[u8],
+        range: Range<usize>,
+        captures: &mut Captures,
+        out: &mut Vec<Finding>,
+    ) {
+        let mut at = range.start;
+        while at <= range.end {
+            let Some(m) = self.next_match(bytes, at..range.end, false, captures) else {
+                break;
+            };
+            // Past the match (and past an empty one, which no rule should produce).
+            at = m.whole.end.max(m.whole.start + 1);
+            out.extend(self.finding(bytes, &m));
+        }
+    }
+
+    /// The finding for a match, unless the value is not a secret (empty, inside a placeholder,
+    /// a documented example, refused by `accept`).
+    fn finding(&self, bytes: &[u8], m: &RegexMatch) -> Option<Finding> {
+        let secret = &bytes[m.secret.clone()];
+        // An unquoted value runs up to the next query parameter (`…&ssl=true`).
+        let value = &secret[..query_param_start(secret)];
+        // … and stops at a bracket it did not open (`pwd=None):`).
+        let value = &value[..unopened_closer(value)];
+        let candidate = Candidate {
+            value,
+            matched: &bytes[m.whole.clone()],
+            quoted: m.secret.start > 0 && matches!(bytes[m.secret.start - 1], b'"' | b'\'' | b'`'),
+            preceding: m.whole.start.checked_sub(1).map(|i| bytes[i]),
+        };
+        if value.is_empty()
+            || inside_placeholder(bytes, m.secret.start)
+            || !not_example(candidate.value)
+            || self.spec.accept.is_some_and(|accept| !accept(&candidate))
+        {
+            return None;
+        }
+        Some(Finding {
+            start: m.secret.start,
+            end: m.secret.start + value.len(),
+            rule: self.spec.id.into(),
+            detector: DetectorKind::Rule,
+            secret: None,
+        })
+    }
+}
+
+impl Shortcuts {
+    /// The shortcuts `spec`'s pattern proves (none when it does not parse; the regex build
+    /// reports that).
+    fn of(spec: &RuleSpec) -> Self {
+        let Ok(hir) = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(spec.pattern)
+        else {
+            return Self::default();
+        };
+        let keywords: Vec<Vec<u8>> = spec
+            .keywords
+            .iter()
+            .map(|k| k.as_bytes().to_ascii_lowercase())
+            .collect();
+        Shortcuts {
+            secret_is_match: secret_is_whole_match(&hir),
+            anchored: starts_with_keyword(&hir, &keywords),
+            no_whitespace: !can_match_whitespace(&hir) && requires_keyword(&hir, &keywords),
+        }
+    }
+}
+
+/// Whether the secret is always the whole match: the pattern is one capture group, alone or
+/// between zero-width assertions (`\b(…)\b`).
+fn secret_is_whole_match(hir: &Hir) -> bool {
+    if hir.properties().explicit_captures_len() != 1 {
+        return false;
+    }
+    let is_group = |kind: &HirKind| matches!(kind, HirKind::Capture(_));
+    match hir.kind() {
+        kind if is_group(kind) => true,
+        HirKind::Concat(items) => items
+            .iter()
+            .all(|h| is_group(h.kind()) || matches!(h.kind(), HirKind::Look(_))),
+        _ => false,
+    }
+}
+
+/// Whether every match starts with one of `keywords` (lower case; ASCII case ignored): the
+/// pattern's prefix literals are a finite set and each begins with a keyword.
+fn starts_with_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
+    let mut extractor = literal::Extractor::new();
+    // Enough for every case variant of `(?i)passphrase` (2^10); a class of more bytes than
+    // that ends its literal (`A3T[A-Z0-9]` → `A3T`), which is still a sound prefix.
+    extractor
+        .kind(literal::ExtractKind::Prefix)
+        .limit_total(4096)
+        .limit_literal_len(32);
+    let prefixes = extractor.extract(hir);
+    let Some(literals) = prefixes.literals() else {
+        return false;
+    };
+    !literals.is_empty()
+        && literals.iter().all(|literal| {
+            let lower = literal.as_bytes().to_ascii_lowercase();
+            keywords.iter().any(|k| lower.starts_with(k))
+        })
+}
+
+/// Whether every match contains one of `keywords`: the pattern is a sequence one of whose
+/// items is a literal holding a keyword (`…://…` for `://`).
+fn requires_keyword(hir: &Hir, keywords: &[Vec<u8>]) -> bool {
+    let HirKind::Concat(items) = hir.kind() else {
+        return false;
+    };
+    items.iter().any(|item| match item.kind() {
+        HirKind::Literal(literal) => {
+            let lower = literal.0.to_ascii_lowercase();
+            keywords
+                .iter()
+                .any(|k| lower.windows(k.len()).any(|w| w == k.as_slice()))
+        }
+        _ => false,
+    })
+}
+
+/// Whether some match may contain an ASCII whitespace byte ([`u8::is_ascii_whitespace`]).
+fn can_match_whitespace(hir: &Hir) -> bool {
+    const SPACES: &[u8] = b" \t\n\x0c\r";
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(literal) => literal.0.iter().any(u8::is_ascii_whitespace),
+        HirKind::Class(Class::Bytes(class)) => class
+            .ranges()
+            .iter()
+            .any(|r| SPACES.iter().any(|b| (r.start()..=r.end()).contains(b))),
+        HirKind::Class(Class::Unicode(class)) => class.ranges().iter().any(|r| {
+            SPACES
+                .iter()
+                .any(|&b| (r.start()..=r.end()).contains(&char::from(b)))
+        }),
+        HirKind::Repetition(repetition) => can_match_whitespace(&repetition.sub),
+        HirKind::Capture(capture) => can_match_whitespace(&capture.sub),
+        HirKind::Concat(items) | HirKind::Alternation(items) => {
+            items.iter().any(can_match_whitespace)
+        }
+    }
+}
+
 impl Detector for RuleDetector {
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        // Every keyword hit, in text order; then each rule's windows around its keywords'
-        // hits, merged as they come (their starts only grow, so no sort is needed).
+        // Every keyword hit, in text order. An anchored rule tries its regex at each hit; the
+        // others search windows around their hits, merged as they come (their starts only grow
+        // for a fixed rule, so no sort is needed).
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
         self.keywords
             .find_all(bytes, |start, end, id| hits.push((start, end, id)));
@@ -990,65 +1259,145 @@ impl Detector for RuleDetector {
             return;
         }
         hits.sort_unstable();
-        let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.rules.len()];
+        // Per rule, its windows (merged as they come: a rule's hits come in text order) and,
+        // for an anchored rule, its hits' starts.
+        let mut windows: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];
+        let mut starts: Vec<Vec<usize>> = vec![Vec::new(); self.rules.len()];
         for &(start, end, id) in &hits {
             for &r in &self.by_keyword[id] {
-                let spec = &self.rules[r].0;
-                let (s, e) = (
-                    start.saturating_sub(spec.back),
-                    (end + spec.fwd).min(bytes.len()),
-                );
+                let rule = &self.rules[r];
+                let window = rule.window(bytes, start, end);
+                if rule.shortcuts.anchored {
+                    starts[r].push(start);
+                }
                 match windows[r].last_mut() {
-                    Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                    _ => windows[r].push((s, e)),
+                    Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
+                    _ => windows[r].push(window),
                 }
             }
         }
-        for (r, merged) in windows.iter().enumerate() {
-            if merged.is_empty() {
+        // Rule by rule, in rule order (merging breaks ties between equal spans by that order).
+        for (r, rule) in self.rules.iter().enumerate() {
+            if windows[r].is_empty() {
                 continue;
             }
-            let (spec, regex, needs) = &self.rules[r];
-            for &(ws, we) in merged {
-                if needs.as_ref().is_some_and(|n| !n.is_match(&bytes[ws..we])) {
+            let mut captures = rule.regex.create_captures();
+            let mut starts = starts[r].iter().copied().peekable();
+            for window in &windows[r] {
+                if !rule.needs_met(bytes, window.clone()) {
                     continue;
                 }
-                for caps in regex.captures_iter(&bytes[ws..we]) {
-                    let Some(m) = caps.iter().skip(1).flatten().next().or_else(|| caps.get(0))
-                    else {
-                        continue;
-                    };
-                    let window = &bytes[ws..we];
-                    // An unquoted value runs up to the next query parameter (`…&ssl=true`).
-                    let value = &m.as_bytes()[..query_param_start(m.as_bytes())];
-                    // … and stops at a bracket it did not open (`pwd=None):`).
-                    let value = &value[..unopened_closer(value)];
-                    let candidate = Candidate {
-                        value,
-                        matched: caps.get(0).map_or(m.as_bytes(), |whole| whole.as_bytes()),
-                        quoted: m.start() > 0
-                            && matches!(window[m.start() - 1], b'"' | b'\'' | b'`'),
-                        preceding: caps
-                            .get(0)
-                            .and_then(|w| (ws + w.start()).checked_sub(1))
-                            .map(|i| bytes[i]),
-                    };
-                    if value.is_empty()
-                        || inside_placeholder(bytes, ws + m.start())
-                        || !not_example(candidate.value)
-                        || spec.accept.is_some_and(|accept| !accept(&candidate))
-                    {
+                if !rule.shortcuts.anchored {
+                    rule.find_in(bytes, window.clone(), &mut captures, out);
+                    continue;
+                }
+                // The plain search's matches, found by trying only where one can start: the
+                // hits of this window, skipping those inside the last match (the plain search
+                // resumes after it).
+                let mut resume = window.start;
+                while let Some(start) = starts.next_if(|&s| s < window.end) {
+                    if start < resume {
                         continue;
                     }
-                    out.push(Finding {
-                        start: ws + m.start(),
-                        end: ws + m.start() + value.len(),
-                        rule: spec.id.into(),
-                        detector: DetectorKind::Rule,
-                        secret: None,
-                    });
+                    if let Some(m) = rule.next_match(bytes, start..window.end, true, &mut captures)
+                    {
+                        resume = m.whole.end.max(m.whole.start + 1);
+                        out.extend(rule.finding(bytes, &m));
+                    }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod shortcut_tests {
+    use super::*;
+
+    /// Rule ids with a shortcut, each variant once (`password-assignment` has several).
+    fn with(shortcut: impl Fn(&Shortcuts) -> bool) -> Vec<&'static str> {
+        let mut ids: Vec<&str> = default_rules()
+            .iter()
+            .filter(|r| shortcut(&Shortcuts::of(r)))
+            .map(|r| r.id)
+            .collect();
+        ids.dedup();
+        ids
+    }
+
+    #[test]
+    fn token_formats_skip_the_capture_engines_and_assignments_do_not() {
+        let whole = with(|s| s.secret_is_match);
+        for id in [
+            "github-pat",
+            "aws-access-key-id",
+            "stripe-secret-key",
+            "jwt",
+        ] {
+            assert!(whole.contains(&id), "{id}: {whole:?}");
+        }
+        for id in [
+            "password-assignment",
+            "url-credentials",
+            "http-bearer-token",
+        ] {
+            assert!(!whole.contains(&id), "{id}: {whole:?}");
+        }
+    }
+
+    #[test]
+    fn rules_starting_with_their_keyword_are_anchored_and_others_are_not() {
+        let anchored = with(|s| s.anchored);
+        for id in [
+            "github-pat",
+            "aws-access-key-id",
+            "jwt",
+            "datadog-api-key",
+            "password-assignment",
+            "twilio-api-key",
+        ] {
+            assert!(anchored.contains(&id), "{id}: {anchored:?}");
+        }
+        // The scheme comes before `://`, `-----BEGIN` before `private key`, digits before `:aa`;
+        // `bearer\t…` matches but the keyword is `bearer `.
+        for id in [
+            "url-credentials",
+            "private-key",
+            "telegram-bot-token",
+            "http-bearer-token",
+        ] {
+            assert!(!anchored.contains(&id), "{id}: {anchored:?}");
+        }
+        let setenv = default_rules()
+            .into_iter()
+            .find(|r| r.pattern.starts_with(r"(?i)\(\s*"))
+            .unwrap();
+        assert!(!Shortcuts::of(&setenv).anchored);
+    }
+
+    #[test]
+    fn only_patterns_without_whitespace_that_contain_their_keyword_are_cut_at_whitespace() {
+        assert!(with(|s| s.no_whitespace).contains(&"url-credentials"));
+        let spec = |pattern, keywords| RuleSpec {
+            pattern,
+            keywords,
+            ..rule("t", &[], "", 0, 0)
+        };
+        let cut = |s: RuleSpec| Shortcuts::of(&s).no_whitespace;
+        assert!(cut(spec("a+://b+", &["://"])));
+        assert!(!cut(spec("a+:// b+", &["://"])), "a space in a literal");
+        assert!(!cut(spec(r"a+://\s*b+", &["://"])), "a class with spaces");
+        assert!(
+            !cut(spec("a+://[^x]+", &["://"])),
+            "a negated class holds spaces"
+        );
+        assert!(
+            !cut(spec("a+:/b+", &["://"])),
+            "the keyword is not required"
+        );
+        assert!(
+            !cut(spec("a+(?:://)?b+", &["://"])),
+            "the keyword is optional"
+        );
     }
 }
