@@ -265,12 +265,19 @@ impl Redactor {
     /// `text` with every finding replaced: vault values by `SECRET_REF(name)`, anything else by a
     /// stable placeholder `[REDACTED:<rule>:<10 hex>]`. Borrowed when nothing was found.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.redact_with_findings(text).0
+    }
+
+    /// [`Redactor::redact`] and the findings it replaced ([`Redactor::scan`]'s), from one scan:
+    /// for callers that report what was redacted.
+    pub fn redact_with_findings<'t>(&self, text: &'t str) -> (Cow<'t, str>, Vec<Finding>) {
         let findings = self.scan(text);
         if findings.is_empty() {
-            return Cow::Borrowed(text);
+            return (Cow::Borrowed(text), findings);
         }
         let replacements = self.replacements(text, &findings);
-        Cow::Owned(splice(text, &findings, &replacements))
+        let redacted = splice(text, &findings, &replacements);
+        (Cow::Owned(redacted), findings)
     }
 
     /// Vault values (in every encoding) that are split across consecutive `parts`: found in
