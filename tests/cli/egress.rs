@@ -267,9 +267,15 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
         ],
         [&json!(22), &json!(14), &json!(10), &json!(6), &json!(2)]
     );
+    // The fake's model has no price: its cost is unknown, not zero.
+    assert!(r["cost_micros"].is_null(), "{r}");
     let table = stdout(&ok(d.cli_cmd(&["usage", "show"]), ""));
     assert!(
         table.contains("claude-test-1") && table.contains("main"),
+        "{table}"
+    );
+    assert!(
+        table.contains("cost (USD)") && table.lines().nth(1).is_some_and(|l| l.contains(" ?")),
         "{table}"
     );
 
