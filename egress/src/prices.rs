@@ -105,7 +105,6 @@ fn micros_per_mtok(usd: f64, what: &str, field: &str) -> Result<u64> {
         )));
     }
     // Bounded and non-negative: the cast is exact after rounding.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((usd * MICROS_PER_USD as f64).round() as u64)
 }
 
@@ -251,7 +250,6 @@ pub fn usd_to_micros(usd: f64, what: &str) -> Result<u64> {
             "{what} must be a number of USD between 0 and 1000000"
         )));
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((usd * MICROS_PER_USD as f64).round() as u64)
 }
 

@@ -41,7 +41,8 @@ fn the_builtin_table_parses_and_prices_the_families_the_product_meets() {
 fn model_matching_table() {
     use Provider::*;
     let p = builtin();
-    let cases: &[(Provider, &str, Option<(Provider, &str)>)] = &[
+    type Case<'a> = (Provider, &'a str, Option<(Provider, &'a str)>);
+    let cases: &[Case<'_>] = &[
         (
             Anthropic,
             "claude-sonnet-4-5",

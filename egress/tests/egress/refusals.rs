@@ -469,6 +469,8 @@ async fn unpriced_models_are_refused_only_under_a_cost_budget() {
     })
     .await;
     let bearer_a = format!("Bearer {TOKEN_A}");
+    // Path, headers, body, and the provider's own error format.
+    #[allow(clippy::type_complexity)]
     let unpriced: [(&str, &[(&str, &str)], &str, fn(&Value) -> bool); 5] = [
         (
             "/anthropic/v1/messages",
