@@ -21,7 +21,9 @@
 //!    (`anthropic/claude-sonnet-4.5` → `anthropic/claude-sonnet-4-5`).
 //!
 //! A model that matches nothing is unpriced: its cost is unknown, and an agent with a cost
-//! budget cannot use it (the proxy refuses rather than spend without counting).
+//! budget cannot use it (the proxy refuses rather than spend without counting). A response
+//! that names an unpriced model for a priced request is filed under the request's model, so
+//! its cost stays known.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

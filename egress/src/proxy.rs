@@ -21,6 +21,7 @@ use crate::client;
 use crate::config::{EgressConfig, Provider};
 use crate::error::{Error, Refusal, Result, Side};
 use crate::metrics::{Metrics, RedactionLabels, RequestLabels, RouteLabels};
+use crate::prices::Prices;
 use crate::reply::refusal_response;
 use crate::request::{self, Prepared};
 use crate::seams::{ProviderKeys, RedactorSource, Tokens};
@@ -47,6 +48,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     client: client::Upstream,
     cache: Arc<RedactionCache>,
+    /// `config.prices`, shared with every request's meter.
+    prices: Arc<Prices>,
 }
 
 /// Builds an [`Egress`]: every seam is required except the metrics.
@@ -104,6 +107,7 @@ impl EgressBuilder {
                 store: self.store.ok_or_else(|| missing("a usage store"))?,
                 metrics: self.metrics.unwrap_or_default(),
                 cache: Arc::new(RedactionCache::new(self.config.redaction_cache_bytes)),
+                prices: Arc::new(self.config.prices.clone()),
                 config: self.config,
                 client,
             }),
@@ -389,6 +393,7 @@ impl Egress {
             agent,
             provider,
             request_model: prepared.model,
+            prices: inner.prices.clone(),
             expects_usage,
             at,
             inflight,

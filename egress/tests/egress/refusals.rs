@@ -595,3 +595,34 @@ async fn unpriced_models_are_refused_only_under_a_cost_budget() {
     );
     assert_eq!(h.fake.seen().len(), 2, "the list and beta's call only");
 }
+
+/// An answer naming a model the table does not know (OpenRouter's fake answers `gpt-4o-…`
+/// without its vendor) is filed under the request's priced model: the cost stays countable and
+/// the agent is not locked out for the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_under_an_unpriced_id_is_counted_at_the_request_models_price() {
+    let h = start_with(|c| {
+        c.prices = Prices::builtin().unwrap();
+        c.budgets.default_daily_cost_micros = Some(1_000_000);
+    })
+    .await;
+    let bearer = format!("Bearer {TOKEN_A}");
+    for _ in 0..2 {
+        let r = h
+            .call(
+                "POST",
+                "/openrouter/v1/chat/completions",
+                &[("authorization", &bearer)],
+                r#"{"model":"openai/gpt-4o","messages":[]}"#,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        h.store.flush().await.unwrap();
+    }
+    let rows = h.store.buckets(&Default::default()).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].model, "openai/gpt-4o");
+    let cost = h.store.cost_today("alpha", &h.egress.config().prices);
+    assert_eq!(cost.unpriced, None);
+    assert_eq!(cost.micros, 2 * (1160 + 770 + 1920));
+}
