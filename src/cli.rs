@@ -99,7 +99,8 @@ pub(crate) enum UsageCommand {
         #[arg(long, value_name = "N")]
         hours: Option<u32>,
         /// One JSON array of {"agent","provider","model","hour","input","output",
-        /// "cache_read","cache_write","requests","incomplete"} (hour: unix seconds).
+        /// "cache_read","cache_write","requests","incomplete","cost_micros"} (hour: unix seconds;
+        /// cost_micros: micro-dollars at the configured prices, null when the model has none).
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use clawgate_egress::{BucketQuery, read_buckets};
+use clawgate_egress::prices::format_usd;
+use clawgate_egress::{Bucket, BucketQuery, Prices, Provider, read_buckets};
 use clawgate_protocol::env::Env;
 use serde_json::json;
 
@@ -44,12 +45,7 @@ pub(crate) fn usage(global: &GlobalArgs, env: &dyn Env, cmd: UsageCommand) -> an
     if json {
         let rows: Vec<_> = buckets
             .iter()
-            .map(|b| {
-                json!({ "agent": b.agent, "provider": b.provider, "model": b.model, "hour": b.hour,
-                        "input": b.usage.input, "output": b.usage.output,
-                        "cache_read": b.usage.cache_read, "cache_write": b.usage.cache_write,
-                        "requests": b.requests, "incomplete": b.incomplete })
-            })
+            .map(|b| row_json(b, cost_micros(&s.egress.prices, b)))
             .collect();
         writeln!(out, "{}", serde_json::to_string(&rows)?)?;
         return Ok(());
@@ -60,7 +56,7 @@ pub(crate) fn usage(global: &GlobalArgs, env: &dyn Env, cmd: UsageCommand) -> an
     }
     writeln!(
         out,
-        "{:<17} {:<12} {:<10} {:<28} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "{:<17} {:<12} {:<10} {:<28} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
         "hour (UTC)",
         "agent",
         "provider",
@@ -69,11 +65,12 @@ pub(crate) fn usage(global: &GlobalArgs, env: &dyn Env, cmd: UsageCommand) -> an
         "output",
         "cache_rd",
         "cache_wr",
-        "requests"
+        "requests",
+        "cost (USD)"
     )?;
     for b in &buckets {
         let line = format!(
-            "{:<17} {:<12} {:<10} {:<28} {:>10} {:>10} {:>10} {:>10} {:>8}{}",
+            "{:<17} {:<12} {:<10} {:<28} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}{}",
             utc_hour(b.hour),
             b.agent,
             b.provider,
@@ -83,6 +80,7 @@ pub(crate) fn usage(global: &GlobalArgs, env: &dyn Env, cmd: UsageCommand) -> an
             b.usage.cache_read,
             b.usage.cache_write,
             b.requests,
+            cost_micros(&s.egress.prices, b).map_or_else(|| "?".to_owned(), format_usd),
             if b.incomplete > 0 {
                 format!(" ({} incomplete)", b.incomplete)
             } else {
@@ -96,6 +94,21 @@ pub(crate) fn usage(global: &GlobalArgs, env: &dyn Env, cmd: UsageCommand) -> an
         }
     }
     Ok(())
+}
+
+/// What a bucket cost at the configured prices (the ones cost budgets use); `None` when its
+/// model has no price (and it used tokens).
+fn cost_micros(prices: &Prices, b: &Bucket) -> Option<u64> {
+    let provider = Provider::from_route(&b.provider)?;
+    prices.cost_micros(provider, &b.model, &b.usage)
+}
+
+/// One bucket for `usage show --json`; `cost_micros` is null when the model has no price.
+fn row_json(b: &Bucket, cost: Option<u64>) -> serde_json::Value {
+    json!({ "agent": b.agent, "provider": b.provider, "model": b.model, "hour": b.hour,
+            "input": b.usage.input, "output": b.usage.output,
+            "cache_read": b.usage.cache_read, "cache_write": b.usage.cache_write,
+            "requests": b.requests, "incomplete": b.incomplete, "cost_micros": cost })
 }
 
 /// `YYYY-MM-DDTHH:00Z` for unix seconds (proleptic Gregorian, Howard Hinnant's civil_from_days).
@@ -116,7 +129,46 @@ fn utc_hour(at: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::utc_hour;
+    use super::*;
+    use clawgate_egress::Usage;
+
+    fn bucket(provider: &str, model: &str, input: u64, output: u64) -> Bucket {
+        Bucket {
+            agent: "main".into(),
+            provider: provider.into(),
+            model: model.into(),
+            hour: 0,
+            usage: Usage {
+                input,
+                output,
+                cache_read: 1000,
+                cache_write: 0,
+            },
+            requests: 1,
+            incomplete: 0,
+        }
+    }
+
+    /// (bucket, its cost in micro-dollars at the built-in prices, or None: unpriced).
+    #[test]
+    fn rows_carry_their_cost() {
+        let prices = Prices::builtin().unwrap();
+        let cases = [
+            // 1000 in × 3 + 100 out × 15 + 1000 read × 0.3
+            (
+                bucket("anthropic", "claude-sonnet-4-5-20250929", 1000, 100),
+                Some(4_800),
+            ),
+            (bucket("openrouter", "openai/gpt-4o", 0, 0), Some(1_250)),
+            (bucket("openai", "claude-test-1", 1, 0), None),
+            (bucket("nowhere", "gpt-4o", 1, 0), None),
+        ];
+        for (b, want) in cases {
+            assert_eq!(cost_micros(&prices, &b), want, "{b:?}");
+            assert_eq!(row_json(&b, want)["cost_micros"], json!(want), "{b:?}");
+        }
+        assert!(row_json(&bucket("openai", "mystery", 1, 1), None)["cost_micros"].is_null());
+    }
 
     #[test]
     fn hours_print_as_utc_dates() {

@@ -14,8 +14,9 @@ use hyper::body::Incoming;
 
 use crate::config::Provider;
 use crate::metrics::{Metrics, RouteLabels};
+use crate::prices::Prices;
 use crate::seams::AgentId;
-use crate::store::{Record, UsageStore};
+use crate::store::{Record, UNKNOWN_MODEL, UsageStore};
 use crate::usage::{Outcome, Tap};
 
 /// How a response ended, for metering.
@@ -39,6 +40,8 @@ pub(crate) struct MeterData {
     pub(crate) agent: AgentId,
     pub(crate) provider: Provider,
     pub(crate) request_model: Option<String>,
+    /// The price table, to file usage under a model it can price ([`record_model`]).
+    pub(crate) prices: Arc<Prices>,
     /// A generation request with a 2xx answer: no usage in it means usage is missing.
     pub(crate) expects_usage: bool,
     pub(crate) at: i64,
@@ -109,10 +112,7 @@ fn record(d: MeterData, tap: Option<Tap>, end: End) {
         Some(Record {
             agent: d.agent.as_str().to_owned(),
             provider: route.to_owned(),
-            model: out
-                .model
-                .or(d.request_model)
-                .unwrap_or_else(|| "unknown".to_owned()),
+            model: record_model(d.provider, out.model, d.request_model, &d.prices),
             at: d.at,
             usage: out.usage,
             incomplete,
@@ -121,6 +121,31 @@ fn record(d: MeterData, tap: Option<Tap>, end: End) {
     });
     if let Err(e) = queued {
         tracing::error!(error = %e, route, "Usage not recorded.");
+    }
+}
+
+/// The model a record is filed under: the one the response named (the model that ran), else
+/// the request's, else `unknown`. One exception keeps cost budgets countable: when the response
+/// names a model the price table does not know but the request's is priced (an alias resolved
+/// to an id the table lacks, an OpenRouter answer without its vendor), the request's model is
+/// kept; otherwise today's cost would become unknown and the agent's cost budget would refuse
+/// everything until a price is added.
+fn record_model(
+    provider: Provider,
+    response: Option<String>,
+    request: Option<String>,
+    prices: &Prices,
+) -> String {
+    match (response, request) {
+        (Some(resp), Some(req))
+            if prices.lookup(provider, &resp).is_none()
+                && prices.lookup(provider, &req).is_some() =>
+        {
+            req
+        }
+        (Some(resp), _) => resp,
+        (None, Some(req)) => req,
+        (None, None) => UNKNOWN_MODEL.to_owned(),
     }
 }
 
@@ -283,5 +308,69 @@ impl Drop for Metered {
         if self.meter.is_some() {
             self.end(End::Cancelled);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (response model, request model, filed under) at the built-in prices.
+    #[test]
+    fn usage_is_filed_under_a_model_that_can_be_priced() {
+        let prices = Prices::builtin().unwrap();
+        let some = |s: &str| Some(s.to_owned());
+        let cases = [
+            (
+                Provider::Anthropic,
+                some("claude-sonnet-4-5-20250929"),
+                some("claude-sonnet-4-5"),
+                "claude-sonnet-4-5-20250929",
+            ),
+            (
+                Provider::Anthropic,
+                some("claude-x"),
+                some("claude-y"),
+                "claude-x",
+            ),
+            (Provider::Anthropic, some("claude-x"), None, "claude-x"),
+            (Provider::Anthropic, None, some("claude-y"), "claude-y"),
+            (Provider::Anthropic, None, None, "unknown"),
+            (
+                Provider::OpenRouter,
+                some("gpt-4o-2024-08-06"),
+                some("openai/gpt-4o"),
+                "openai/gpt-4o",
+            ),
+            (
+                Provider::OpenRouter,
+                some("anthropic/claude-sonnet-4.5"),
+                some("openai/gpt-4o"),
+                "anthropic/claude-sonnet-4.5",
+            ),
+            (
+                Provider::OpenAi,
+                some("gpt-4o-2024-08-06"),
+                some("openrouter/auto"),
+                "gpt-4o-2024-08-06",
+            ),
+        ];
+        for (provider, response, request, want) in cases {
+            assert_eq!(
+                record_model(provider, response.clone(), request.clone(), &prices),
+                want,
+                "{provider} {response:?} {request:?}"
+            );
+        }
+        // Without prices, the response's model always wins (as before cost budgets).
+        assert_eq!(
+            record_model(
+                Provider::OpenRouter,
+                some("a"),
+                some("b"),
+                &Prices::default()
+            ),
+            "a"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 
 use crate::error::{Error, Result};
+use crate::prices::Prices;
 
 /// An LLM provider, one reverse route each: `/anthropic/*`, `/openai/*`, `/gemini/*`,
 /// `/openrouter/*`.
@@ -179,25 +180,39 @@ fn is_loopback_host(host: &str) -> bool {
         .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Daily token budgets (UTC days). A request is refused with 429 once an agent's tokens today
-/// (input + output + cache read + cache write, every provider) reach its budget. Tokens are known
-/// only after a response, so the request that crosses the budget completes: the refusal starts
-/// with the next one.
+/// Daily budgets (UTC days), in tokens, in cost, or both (either one refuses). A request is
+/// refused with 429 once an agent's tokens today (input + output + cache read + cache write,
+/// every provider) or its cost today (those tokens at [`EgressConfig::prices`]) reach its
+/// budget. Usage is known only after a response, so the request that crosses a budget
+/// completes: the refusal starts with the next one. An agent with a cost budget cannot use a
+/// model that has no price (refused, `model_unpriced`): its cost could not be counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Budgets {
-    /// Budget of every agent without its own entry; `None`: unlimited.
+    /// Token budget of every agent without its own entry; `None`: unlimited.
     pub default_daily_tokens: Option<u64>,
-    /// Per-agent budgets, by agent id; they win over the default.
+    /// Per-agent token budgets, by agent id; they win over the default.
     pub per_agent: HashMap<String, u64>,
+    /// Cost budget, in micro-dollars, of every agent without its own entry; `None`: unlimited.
+    pub default_daily_cost_micros: Option<u64>,
+    /// Per-agent cost budgets in micro-dollars, by agent id; they win over the default.
+    pub per_agent_cost_micros: HashMap<String, u64>,
 }
 
 impl Budgets {
-    /// The daily budget of `agent`, if any.
+    /// The daily token budget of `agent`, if any.
     pub fn limit_for(&self, agent: &str) -> Option<u64> {
         self.per_agent
             .get(agent)
             .copied()
             .or(self.default_daily_tokens)
+    }
+
+    /// The daily cost budget of `agent` in micro-dollars, if any.
+    pub fn cost_limit_for(&self, agent: &str) -> Option<u64> {
+        self.per_agent_cost_micros
+            .get(agent)
+            .copied()
+            .or(self.default_daily_cost_micros)
     }
 }
 
@@ -212,6 +227,9 @@ pub struct EgressConfig {
     pub max_body: usize,
     /// Daily budgets.
     pub budgets: Budgets,
+    /// Model prices, for cost budgets. Default: empty (every model unpriced); the daemon uses
+    /// [`Prices::builtin`] with the operator's overrides.
+    pub prices: Prices,
     /// Time allowed to receive a whole request body (408 after). Default 60 s.
     pub body_timeout: Duration,
     /// Time allowed to receive the request head (slow clients are disconnected). Default 30 s.
@@ -255,6 +273,7 @@ impl Default for EgressConfig {
             upstreams,
             max_body: 8 * 1024 * 1024,
             budgets: Budgets::default(),
+            prices: Prices::default(),
             body_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
@@ -370,6 +389,16 @@ mod tests {
         assert_eq!(b.limit_for("big"), Some(1000));
         assert_eq!(b.limit_for("other"), Some(10));
         assert_eq!(Budgets::default().limit_for("x"), None);
+        assert_eq!(
+            b.cost_limit_for("big"),
+            None,
+            "token and cost budgets are apart"
+        );
+        b.default_daily_cost_micros = Some(5_000_000);
+        b.per_agent_cost_micros.insert("big".into(), 20_000_000);
+        assert_eq!(b.cost_limit_for("big"), Some(20_000_000));
+        assert_eq!(b.cost_limit_for("other"), Some(5_000_000));
+        assert_eq!(b.limit_for("other"), Some(10));
     }
 
     #[test]

@@ -24,12 +24,14 @@
 //! * the response streams back frame by frame (TCP_NODELAY, no buffering) while a side parser
 //!   reads its usage ([`usage`] has the field paths), recorded per agent × provider × model ×
 //!   hour in SQLite ([`UsageStore`]) when the stream ends, breaks or is cancelled;
-//! * daily token budgets answer 429 in the provider's own error format ([`reply`]).
+//! * daily budgets, in tokens and in cost ([`Budgets`]; cost is today's tokens per model at
+//!   [`Prices`], integer micro-dollars), answer 429 in the provider's own error format
+//!   ([`reply`]); with a cost budget, a model without a price is refused (403).
 //!
 //! Responses made by the proxy itself carry `x-clawgate-error: <kind>` ([`Refusal::kind`]):
 //! `unknown_route` 404, `invalid_path` 400, `missing_token`/`invalid_token` 401,
-//! `budget_exceeded` 429, `body_too_large` 413, `unsupported_encoding` 415, `bad_encoding` 400,
-//! `invalid_json` 400, `body_timeout` 408, `body_unreadable` 400, `no_provider_key` 503,
+//! `budget_exceeded` 429, `model_unpriced` 403, `body_too_large` 413, `unsupported_encoding` 415,
+//! `bad_encoding` 400, `invalid_json` 400, `body_timeout` 408, `body_unreadable` 400, `no_provider_key` 503,
 //! `invalid_provider_key` 503, `redactor_unavailable` 503, `redaction_failed` 500,
 //! `upstream_unreachable` 502. Upstream statuses (429, 5xx, …) pass through untouched.
 //!
@@ -57,12 +59,14 @@
 #![deny(missing_docs)]
 
 mod body;
+mod budget;
 mod cache;
 mod client;
 pub mod config;
 pub mod connect;
 pub mod error;
 pub mod metrics;
+pub mod prices;
 mod proxy;
 pub mod reply;
 mod request;
@@ -76,6 +80,7 @@ pub use body::ProxyBody;
 pub use config::{Budgets, EgressConfig, Provider, Upstream};
 pub use error::{Error, Refusal, Result, Side};
 pub use metrics::Metrics;
+pub use prices::{Price, PriceUsd, Prices};
 pub use proxy::{Egress, EgressBuilder};
 pub use reply::CLAWGATE_ERROR_HEADER;
 pub use seams::{

@@ -33,6 +33,14 @@ pub(crate) struct TokenLabels {
     pub(crate) kind: &'static str,
 }
 
+/// A budget refusal: `kind` is `tokens`, `cost` (the budget is spent) or `unpriced` (a cost
+/// budget applies and a model has no price).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BudgetLabels {
+    pub(crate) route: &'static str,
+    pub(crate) kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ErrorLabels {
     pub(crate) route: &'static str,
@@ -53,7 +61,7 @@ pub struct Metrics {
     pub(crate) redactions: Family<RedactionLabels, Counter>,
     pub(crate) tokens: Family<TokenLabels, Counter>,
     pub(crate) upstream_errors: Family<ErrorLabels, Counter>,
-    pub(crate) budget_refusals: Family<RouteLabels, Counter>,
+    pub(crate) budget_refusals: Family<BudgetLabels, Counter>,
     pub(crate) incomplete_usage: Family<RouteLabels, Counter>,
 }
 
@@ -122,7 +130,7 @@ impl Metrics {
         );
         r.register(
             "budget_refusals",
-            "Requests refused because the agent's daily token budget was spent",
+            "Requests refused by the agent's daily budget, by kind (tokens or cost: spent; unpriced: a cost budget and a model without a price)",
             self.budget_refusals.clone(),
         );
         r.register(
@@ -150,6 +158,12 @@ impl Metrics {
     pub(crate) fn upstream_error(&self, route: &'static str, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&ErrorLabels { route, kind })
+            .inc();
+    }
+
+    pub(crate) fn budget_refusal(&self, route: &'static str, kind: &'static str) {
+        self.budget_refusals
+            .get_or_create(&BudgetLabels { route, kind })
             .inc();
     }
 

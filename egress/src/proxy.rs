@@ -1,6 +1,7 @@
 //! The proxy's phases for one request (pingora's shape): select the upstream and the agent →
-//! check the budget → read, decode and redact the body → call the upstream with the real key →
-//! stream the response back through the metering tap.
+//! check the budgets (`budget.rs`) → read, decode and redact the body → check the model has a
+//! price if a cost budget applies → call the upstream with the real key → stream the response
+//! back through the metering tap.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,11 +15,13 @@ use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
 
 use crate::body::{End, Meter, MeterData, ProxyBody};
+use crate::budget;
 use crate::cache::RedactionCache;
 use crate::client;
 use crate::config::{EgressConfig, Provider};
 use crate::error::{Error, Refusal, Result, Side};
 use crate::metrics::{Metrics, RedactionLabels, RequestLabels, RouteLabels};
+use crate::prices::Prices;
 use crate::reply::refusal_response;
 use crate::request::{self, Prepared};
 use crate::seams::{ProviderKeys, RedactorSource, Tokens};
@@ -45,6 +48,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     client: client::Upstream,
     cache: Arc<RedactionCache>,
+    /// `config.prices`, shared with every request's meter.
+    prices: Arc<Prices>,
 }
 
 /// Builds an [`Egress`]: every seam is required except the metrics.
@@ -102,6 +107,7 @@ impl EgressBuilder {
                 store: self.store.ok_or_else(|| missing("a usage store"))?,
                 metrics: self.metrics.unwrap_or_default(),
                 cache: Arc::new(RedactionCache::new(self.config.redaction_cache_bytes)),
+                prices: Arc::new(self.config.prices.clone()),
                 config: self.config,
                 client,
             }),
@@ -228,25 +234,14 @@ impl Egress {
             .ok_or_else(request::unauthorized)?;
         drop(token);
 
-        // Budget.
-        if let Some(limit) = inner.config.budgets.limit_for(agent.as_str()) {
-            let used = inner.store.tokens_today(agent.as_str());
-            if used >= limit {
-                inner
-                    .metrics
-                    .budget_refusals
-                    .get_or_create(&RouteLabels { route })
-                    .inc();
-                return Err(Refusal::client(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "budget_exceeded",
-                    format!(
-                        "Clawgate daily token budget exhausted for agent {agent}: {used} of {limit} tokens used today (UTC). This limit is set by Clawgate on this server, not by {}; it resets at 00:00 UTC.",
-                        provider.display_name()
-                    ),
-                ));
-            }
-        }
+        // Budgets: spent today?
+        budget::check_spent(
+            &inner.config,
+            &inner.store,
+            &inner.metrics,
+            provider,
+            &agent,
+        )?;
 
         let key = inner.keys.key(provider).ok_or_else(|| {
             Refusal::new(
@@ -345,6 +340,16 @@ impl Egress {
             )?
         };
         drop(redactor);
+        let expects_usage = expects_usage(provider, &rest, post);
+        if expects_usage {
+            budget::check_priced(
+                &inner.config,
+                &inner.metrics,
+                provider,
+                &agent,
+                prepared.model.as_deref(),
+            )?;
+        }
         for r in &prepared.redactions {
             inner
                 .metrics
@@ -388,7 +393,8 @@ impl Egress {
             agent,
             provider,
             request_model: prepared.model,
-            expects_usage: expects_usage(provider, &rest, post),
+            prices: inner.prices.clone(),
+            expects_usage,
             at,
             inflight,
         });

@@ -118,6 +118,24 @@ mod tests {
         assert_eq!(g["error"]["status"], "RESOURCE_EXHAUSTED");
     }
 
+    /// A model without a price under a cost budget: 403 in each format, not retryable, no
+    /// `Retry-After` (waiting does not help).
+    #[test]
+    fn unpriced_refusals_in_each_format() {
+        let r = Refusal::client(StatusCode::FORBIDDEN, "model_unpriced", "no price");
+        let a = error_body(Some(Provider::Anthropic), &r);
+        assert_eq!(a["error"]["type"], "permission_error");
+        let o = error_body(Some(Provider::OpenRouter), &r);
+        assert_eq!(o["error"]["type"], "invalid_request_error");
+        assert_eq!(o["error"]["code"], "model_unpriced");
+        let g = error_body(Some(Provider::Gemini), &r);
+        assert_eq!(g["error"]["status"], "PERMISSION_DENIED");
+        let resp = refusal_response(Some(Provider::Anthropic), &r);
+        assert_eq!(resp.headers()[CLAWGATE_ERROR_HEADER], "model_unpriced");
+        assert!(!resp.headers().contains_key("retry-after"));
+        assert!(!r.retryable());
+    }
+
     #[test]
     fn response_carries_kind_header_and_retry_after() {
         let r = refusal_response(Some(Provider::OpenAi), &budget());

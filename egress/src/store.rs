@@ -44,7 +44,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use crate::config::Provider;
 use crate::error::{Error, Result};
+use crate::prices::Prices;
 use crate::usage::Usage;
 
 const SCHEMA_VERSION: i64 = 2;
@@ -176,27 +178,70 @@ enum Msg {
     Flush(tokio::sync::oneshot::Sender<()>),
 }
 
-/// Today's tokens per agent, for budgets: loaded at open, updated by every record.
+/// Today's usage per agent, for budgets: loaded at open, updated by every record.
 #[derive(Debug, Default)]
-struct Ledger(HashMap<String, (i64, u64)>);
+struct Ledger(HashMap<String, AgentDay>);
+
+/// One agent's usage on one UTC day.
+#[derive(Debug, Default)]
+struct AgentDay {
+    day: i64,
+    tokens: u64,
+    /// Tokens per (provider, model): cost is computed from these at the current prices, the
+    /// same way after a restart (from the buckets) as before it.
+    by_model: HashMap<(String, String), Usage>,
+}
 
 impl Ledger {
-    fn add(&mut self, agent: &str, at: i64, tokens: u64) {
+    fn add(&mut self, agent: &str, provider: &str, model: &str, at: i64, usage: &Usage) {
         let day = day_of(at);
-        let e = self.0.entry(agent.to_owned()).or_insert((day, 0));
-        if e.0 == day {
-            e.1 = e.1.saturating_add(tokens);
-        } else if e.0 < day {
-            *e = (day, tokens);
+        let e = match self.0.get_mut(agent) {
+            Some(e) => e,
+            None => self.0.entry(agent.to_owned()).or_default(),
+        };
+        if e.day < day {
+            *e = AgentDay {
+                day,
+                ..AgentDay::default()
+            };
         }
+        if e.day != day {
+            return; // an older day never lowers or inflates today
+        }
+        e.tokens = e.tokens.saturating_add(usage.total());
+        let key = (provider.to_owned(), model.to_owned());
+        e.by_model.entry(key).or_default().accumulate(usage);
     }
 
-    fn today(&self, agent: &str, now: i64) -> u64 {
-        match self.0.get(agent) {
-            Some(&(day, n)) if day == day_of(now) => n,
-            _ => 0,
-        }
+    fn today(&self, agent: &str, now: i64) -> Option<&AgentDay> {
+        self.0.get(agent).filter(|d| d.day == day_of(now))
     }
+}
+
+impl AgentDay {
+    fn cost(&self, prices: &Prices) -> CostToday {
+        let mut out = CostToday::default();
+        for ((provider, model), usage) in &self.by_model {
+            let cost =
+                Provider::from_route(provider).and_then(|p| prices.cost_micros(p, model, usage));
+            match cost {
+                Some(c) => out.micros = out.micros.saturating_add(c),
+                None => out.unpriced = Some((provider.clone(), model.clone())),
+            }
+        }
+        out
+    }
+}
+
+/// An agent's spending today (UTC), at some price table ([`UsageStore::cost_today`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CostToday {
+    /// Micro-dollars of the priced usage; `u64::MAX` when the ledger is unreadable (fail
+    /// closed: over any budget).
+    pub micros: u64,
+    /// A provider route and model used today (tokens > 0) that has no price, if any: the true
+    /// cost is then unknown.
+    pub unpriced: Option<(String, String)>,
 }
 
 /// The model recorded when neither the request nor the response named one.
@@ -299,21 +344,7 @@ impl UsageStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         configure(&read)?;
-        let mut ledger = Ledger::default();
-        {
-            let today = day_of(unix_now());
-            let mut st = read.prepare(
-                "SELECT agent, SUM(input + output + cache_read + cache_write) FROM usage_buckets
-                 WHERE hour >= ?1 GROUP BY agent",
-            )?;
-            let rows = st.query_map(params![today], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (agent, n) = row?;
-                ledger.add(&agent, today, to_u64(n));
-            }
-        }
+        let ledger = load_ledger(&read)?;
         let ledger = Arc::new(Mutex::new(ledger));
         let (tx, rx) = mpsc::channel();
         let thread_ledger = ledger.clone();
@@ -392,8 +423,23 @@ impl UsageStore {
         self.inner
             .ledger
             .lock()
-            .map(|l| l.today(agent, unix_now()))
+            .map(|l| l.today(agent, unix_now()).map_or(0, |d| d.tokens))
             .unwrap_or(u64::MAX) // poisoned: treat as over any budget (fail closed)
+    }
+
+    /// What `agent`'s usage today (UTC) costs at `prices`, including records not yet committed.
+    pub fn cost_today(&self, agent: &str, prices: &Prices) -> CostToday {
+        match self.inner.ledger.lock() {
+            Ok(l) => l
+                .today(agent, unix_now())
+                .map(|d| d.cost(prices))
+                .unwrap_or_default(),
+            // Poisoned: over any budget (fail closed).
+            Err(_) => CostToday {
+                micros: u64::MAX,
+                unpriced: None,
+            },
+        }
     }
 
     /// Buckets matching `q`, ordered by hour, agent, provider, model.
@@ -408,6 +454,37 @@ impl UsageStore {
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM usage_inflight", [], |r| r.get(0))?;
         Ok(to_u64(n))
     }
+}
+
+/// Today's usage per agent, model and provider, summed from the buckets: the ledger a restart
+/// starts from (the same rows `clawgate usage show` prices).
+fn load_ledger(conn: &Connection) -> Result<Ledger> {
+    let today = day_of(unix_now());
+    let mut st = conn.prepare(
+        "SELECT agent, provider, model, SUM(input), SUM(output), SUM(cache_read),
+                SUM(cache_write)
+         FROM usage_buckets WHERE hour >= ?1 GROUP BY agent, provider, model",
+    )?;
+    let rows = st.query_map(params![today], |r| {
+        let usage = Usage {
+            input: to_u64(r.get(3)?),
+            output: to_u64(r.get(4)?),
+            cache_read: to_u64(r.get(5)?),
+            cache_write: to_u64(r.get(6)?),
+        };
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            usage,
+        ))
+    })?;
+    let mut ledger = Ledger::default();
+    for row in rows {
+        let (agent, provider, model, usage) = row?;
+        ledger.add(&agent, &provider, &model, today, &usage);
+    }
+    Ok(ledger)
 }
 
 /// Buckets matching `q` from the database at `path`, opened read-only (for `clawgate usage
@@ -514,7 +591,7 @@ fn recorder(mut conn: Connection, rx: mpsc::Receiver<Msg>, ledger: Arc<Mutex<Led
         if let Ok(mut l) = ledger.lock() {
             for item in &items {
                 if let Item::Record(r) = item {
-                    l.add(&r.agent, r.at, r.usage.total());
+                    l.add(&r.agent, &r.provider, &r.model, r.at, &r.usage);
                 }
             }
         }
@@ -815,11 +892,81 @@ mod tests {
     fn ledger_counts_only_today() {
         let mut l = Ledger::default();
         let now = unix_now();
-        l.add("a", now - 86_400, 50);
-        assert_eq!(l.today("a", now), 0);
-        l.add("a", now, 7);
-        l.add("a", now - 86_400, 50); // an older day never lowers or inflates today
-        assert_eq!(l.today("a", now), 7);
+        let u = |input| Usage {
+            input,
+            ..Usage::default()
+        };
+        l.add("a", "openai", "gpt-4o", now - 86_400, &u(50));
+        assert!(l.today("a", now).is_none());
+        l.add("a", "openai", "gpt-4o", now, &u(7));
+        l.add("a", "openai", "gpt-4o", now - 86_400, &u(50)); // never lowers or inflates today
+        l.add("a", "openai", "gpt-4o-2024-08-06", now, &u(3));
+        let day = l.today("a", now).unwrap();
+        assert_eq!(day.tokens, 10);
+        assert_eq!(day.by_model.len(), 2);
+    }
+
+    /// Cost is the tokens of each (provider, model) today at the given prices; a model without
+    /// a price makes today's cost unknown, unless it used no tokens.
+    #[test]
+    fn cost_today_prices_each_model() {
+        let prices = Prices::builtin().unwrap();
+        let mut l = Ledger::default();
+        let now = unix_now();
+        let u = |input, output| Usage {
+            input,
+            output,
+            ..Usage::default()
+        };
+        l.add("a", "openai", "gpt-4o", now, &u(1000, 100)); // 2500 + 1000
+        l.add("a", "openai", "gpt-4o-2024-08-06", now, &u(1000, 0)); // 2500
+        l.add("a", "anthropic", "claude-haiku-4-5", now, &u(0, 1000)); // 5000
+        l.add("a", "openai", "unknown", now, &u(0, 0)); // nothing used: no price needed
+        assert_eq!(
+            l.today("a", now).unwrap().cost(&prices),
+            CostToday {
+                micros: 11_000,
+                unpriced: None
+            }
+        );
+        l.add("a", "gemini", "gemini-9-ultra", now, &u(1, 0));
+        let c = l.today("a", now).unwrap().cost(&prices);
+        assert_eq!(c.micros, 11_000);
+        assert_eq!(
+            c.unpriced,
+            Some(("gemini".to_owned(), "gemini-9-ultra".to_owned()))
+        );
+        // The same tokens, another table: cost follows the prices, not a stored number.
+        assert_eq!(
+            l.today("a", now).unwrap().cost(&Prices::default()).micros,
+            0
+        );
+    }
+
+    /// A restart computes today's cost from the buckets: the same figure as the running
+    /// total, and yesterday's usage does not count.
+    #[tokio::test]
+    async fn cost_today_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.db");
+        let prices = Prices::builtin().unwrap();
+        let now = unix_now();
+        let before = {
+            let s = UsageStore::open(&path).unwrap();
+            s.record(rec("a", "claude-sonnet-4-5-20250929", now, 25, false))
+                .unwrap();
+            s.record(rec("a", "claude-sonnet-4-5", now, 1000, false))
+                .unwrap();
+            s.record(rec("a", "claude-haiku-4-5", now - 86_400, 1_000_000, false))
+                .unwrap();
+            s.flush().await.unwrap();
+            s.cost_today("a", &prices)
+        };
+        // Per model: input × 3 + 2 × 15 + 3 × 0.3 + 4 × 3.75 (µ$), each rounded up.
+        assert_eq!(before.micros, (75 + 30 + 1 + 15) + (3000 + 30 + 1 + 15));
+        let s = UsageStore::open(&path).unwrap();
+        assert_eq!(s.cost_today("a", &prices), before);
+        assert_eq!(s.cost_today("b", &prices), CostToday::default());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{ok, random_value, stdout};
+use crate::common::{clawgate, ok, random_value, stdout};
 use crate::serve::{Daemon, put_secret};
 
 /// One request as the fake provider saw it.
@@ -267,9 +267,15 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
         ],
         [&json!(22), &json!(14), &json!(10), &json!(6), &json!(2)]
     );
+    // The fake's model has no price: its cost is unknown, not zero.
+    assert!(r["cost_micros"].is_null(), "{r}");
     let table = stdout(&ok(d.cli_cmd(&["usage", "show"]), ""));
     assert!(
         table.contains("claude-test-1") && table.contains("main"),
+        "{table}"
+    );
+    assert!(
+        table.contains("cost (USD)") && table.lines().nth(1).is_some_and(|l| l.contains(" ?")),
         "{table}"
     );
 
@@ -448,4 +454,60 @@ fn the_connect_listener_refuses_llm_hosts_and_private_addresses_and_audits_them(
     // The bundle's host policy is reloaded with the policy (SIGHUP keeps the listener).
     d.reload();
     assert!(connect(port, "api.anthropic.com:443", &token).starts_with("HTTP/1.1 403"));
+}
+
+/// A configuration with a bad price (or cost budget) is refused by `validate` and `serve` both:
+/// the daemon never runs a cost budget without trustworthy prices.
+#[test]
+fn serve_refuses_to_start_on_a_bad_price() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cases = [
+        (
+            "[egress]\ndaily_usd = 5\n[egress.prices]\n\"openai/gpt-4o\" = { input = -2.5, output = 10, cache_read = 1.25, cache_write = 2.5 }\n",
+            "egress.prices: price \"openai/gpt-4o\": input must be a non-negative",
+        ),
+        (
+            "[egress.prices.\"anthropic/claude-x\"]\ninput = 1\noutput = 5\ncache_read = 0.1\n",
+            "missing field `cache_write`",
+        ),
+        ("[egress]\ndaily_usd = -1\n", "egress.daily_usd must be"),
+    ];
+    for (i, (text, want)) in cases.into_iter().enumerate() {
+        let cfg = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = \"{}\"\n[admin]\nlisten = \"off\"\n{text}",
+                state.display()
+            ),
+        )
+        .unwrap();
+        for cmd in ["validate", "serve"] {
+            let mut child = clawgate(&state)
+                .args([cmd, "--config"])
+                .arg(&cfg)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // A serve that accepted the file would run until killed: bounded wait.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().unwrap().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("{cmd} started with {text}");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{cmd} accepted {text}");
+            assert!(err.contains(want), "{cmd}: {want:?} not in {err}");
+        }
+    }
+    assert!(
+        !state.join("usage.db").exists(),
+        "serve got as far as the usage database"
+    );
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use std::collections::{BTreeMap, HashMap};
 
-use clawgate_egress::{Budgets, EgressConfig, Provider, Upstream};
+use clawgate_egress::prices::usd_to_micros;
+use clawgate_egress::{Budgets, EgressConfig, PriceUsd, Prices, Provider, Upstream};
 use clawgate_policies::Tier;
 use serde::Deserialize;
 
@@ -139,6 +140,15 @@ struct RawEgress {
     /// Per-agent daily token budgets.
     #[serde(default)]
     agent_daily_tokens: BTreeMap<String, u64>,
+    /// Default daily cost budget of every agent, in USD.
+    daily_usd: Option<f64>,
+    /// Per-agent daily cost budgets, in USD.
+    #[serde(default)]
+    agent_daily_usd: BTreeMap<String, f64>,
+    /// Model prices (`"<route>/<model>"` → USD per million tokens of each kind), added to or
+    /// replacing the built-in table.
+    #[serde(default)]
+    prices: BTreeMap<String, PriceUsd>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,8 +283,10 @@ pub struct EgressSettings {
     pub upstreams: Vec<(Provider, String)>,
     /// Largest request body.
     pub max_body_bytes: usize,
-    /// Daily token budgets.
+    /// Daily token and cost budgets.
     pub budgets: Budgets,
+    /// Model prices: the built-in table with the operator's entries.
+    pub prices: Prices,
     /// Usage database.
     pub usage_db: PathBuf,
     /// Agent token hashes.
@@ -287,6 +299,7 @@ impl EgressSettings {
         let mut c = EgressConfig::default();
         c.max_body = self.max_body_bytes;
         c.budgets = self.budgets.clone();
+        c.prices = self.prices.clone();
         if let Some(l) = self.listen {
             c.listen = l;
         }
@@ -351,19 +364,37 @@ impl RawEgress {
                 "egress.max_body_bytes must be between 64 KiB and 256 MiB",
             ));
         }
+        let mut per_agent_cost_micros = HashMap::new();
+        for (agent, usd) in &self.agent_daily_usd {
+            let micros = usd_to_micros(*usd, &format!("egress.agent_daily_usd.{agent}"))
+                .map_err(|e| bad(egress_reason(e)))?;
+            per_agent_cost_micros.insert(agent.clone(), micros);
+        }
         let budgets = Budgets {
             default_daily_tokens: self.daily_tokens,
             per_agent: self
                 .agent_daily_tokens
                 .into_iter()
                 .collect::<HashMap<_, _>>(),
+            default_daily_cost_micros: self
+                .daily_usd
+                .map(|usd| usd_to_micros(usd, "egress.daily_usd"))
+                .transpose()
+                .map_err(|e| bad(egress_reason(e)))?,
+            per_agent_cost_micros,
         };
+        // A bad price refuses the whole configuration: running without it would mean running
+        // a cost budget blind.
+        let prices = Prices::builtin()
+            .and_then(|p| p.with_overrides(&self.prices))
+            .map_err(|e| bad(format!("egress.prices: {}", egress_reason(e))))?;
         let settings = EgressSettings {
             listen,
             connect_listen,
             upstreams,
             max_body_bytes,
             budgets,
+            prices,
             usage_db: state_dir.join(USAGE_DB),
             tokens_file: state_dir.join(AGENT_TOKENS),
         };
@@ -662,6 +693,14 @@ fn bad(message: impl Into<String>) -> Error {
     Error::Config(message.into())
 }
 
+/// The reason in an egress configuration error, without its "invalid configuration" prefix.
+fn egress_reason(e: clawgate_egress::Error) -> String {
+    match e {
+        clawgate_egress::Error::Config(m) => m,
+        other => other.to_string(),
+    }
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).map_err(|e| bad(format!("{}: {e}", p.display())))
 }
@@ -758,6 +797,42 @@ mod tests {
         assert_eq!(c.upstream(Provider::OpenAi).authority(), "127.0.0.1:9");
         assert_eq!(c.budgets.limit_for("main"), Some(5));
         assert_eq!(c.budgets.limit_for("other"), Some(1000));
+    }
+
+    #[test]
+    fn egress_cost_budgets_and_prices() {
+        let s = settings(
+            r#"
+            [egress]
+            daily_tokens = 1000000
+            daily_usd = 5
+            [egress.agent_daily_usd]
+            main = 12.5
+            [egress.prices]
+            "openai/my-finetune" = { input = 1.5, output = 6, cache_read = 0.75, cache_write = 1.5 }
+            [egress.prices."anthropic/claude-sonnet-4-5"]
+            input = 2.0
+            output = 10.0
+            cache_read = 0.2
+            cache_write = 2.5
+            "#,
+        )
+        .unwrap();
+        let c = s.egress.to_config().unwrap();
+        assert_eq!(c.budgets.cost_limit_for("main"), Some(12_500_000));
+        assert_eq!(c.budgets.cost_limit_for("other"), Some(5_000_000));
+        assert_eq!(c.budgets.limit_for("other"), Some(1_000_000));
+        let ft = c.prices.lookup(Provider::OpenAi, "my-finetune").unwrap();
+        assert_eq!((ft.input, ft.output), (1_500_000, 6_000_000));
+        let sonnet = c
+            .prices
+            .lookup(Provider::Anthropic, "claude-sonnet-4-5-20250929")
+            .unwrap();
+        assert_eq!(sonnet.input, 2_000_000, "the operator's price wins");
+        // The built-in table is there without any [egress.prices].
+        let plain = settings("").unwrap().egress.to_config().unwrap();
+        assert!(plain.prices.lookup(Provider::OpenAi, "gpt-4o").is_some());
+        assert_eq!(plain.budgets.cost_limit_for("main"), None);
     }
 
     #[test]
@@ -866,6 +941,29 @@ mod tests {
                 "[egress.upstreams]\nopenai = \"http://example.com\"",
                 "loopback host",
             ),
+            ("[egress]\ndaily_usd = -1", "egress.daily_usd must be"),
+            ("[egress]\ndaily_usd = \"5\"", "invalid type"),
+            (
+                "[egress.agent_daily_usd]\nmain = nan",
+                "egress.agent_daily_usd.main must be",
+            ),
+            (
+                "[egress.prices]\n\"openai/x\" = { input = -1, output = 1, cache_read = 1, cache_write = 1 }",
+                "egress.prices: price \"openai/x\": input must be a non-negative",
+            ),
+            (
+                "[egress.prices.\"openai/x\"]\ninput = 1\noutput = 1\ncache_read = 1",
+                "missing field `cache_write`",
+            ),
+            (
+                "[egress.prices.\"openai/x\"]\ninput = 1\noutput = 1\ncache_read = 1\ncache_write = 1\ncached = 1",
+                "unknown field `cached`",
+            ),
+            (
+                "[egress.prices]\n\"mistral/large\" = { input = 1, output = 1, cache_read = 1, cache_write = 1 }",
+                "unknown provider",
+            ),
+            ("[egress]\nprice = 1", "unknown field `price`"),
             ("[egress_lock]\nrequired = true", "agent_user is missing"),
             ("[egress_lock]\nagent_user = \"nosuch\"", "no user `nosuch`"),
             ("[egress_lock]\nagent_user = \"0\"", "root"),
