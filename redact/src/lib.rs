@@ -38,7 +38,9 @@
 //! the jwt.io token) are never redacted. Vault values shorter than
 //! [`vault::MIN_VALUE_LEN`] (6 bytes) are not searched for. Unknown secrets become a stable
 //! placeholder keyed by a per-tenant secret, so the same value gives the same placeholder in every
-//! turn and provider prompt caching keeps working.
+//! turn and provider prompt caching keeps working. With [`Redactor::redact_capturing`] they may
+//! instead be captured into the vault ([`capture`]): the text then references
+//! `SECRET_REF(captured_<rule>_<10 hex>)`, the name derived from the same keyed HMAC.
 //!
 //! ```
 //! use clawgate_protocol::SecretString;
@@ -55,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+pub mod capture;
 pub mod entropy;
 mod merge;
 pub mod rules;
@@ -72,6 +75,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 pub use cache::CacheStats;
+pub use capture::{Capture, Offer};
 
 /// Which detector produced a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -273,6 +277,19 @@ impl Redactor {
         Cow::Owned(splice(text, &findings, &replacements))
     }
 
+    /// Like [`Redactor::redact_cached`], but each unknown secret is first offered to `capture`
+    /// ([`capture`] module): accepted ones become `SECRET_REF(captured_<rule>_<10 hex>)`, the
+    /// rest keep their placeholder. Findings come from the result cache; replacements are
+    /// decided per call (the cache never holds a capture's answer, which may change).
+    pub fn redact_capturing<'t>(&self, text: &'t str, capture: &dyn Capture) -> Cow<'t, str> {
+        let findings = self.scan_cached(text);
+        if findings.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let replacements = self.replacements_with(text, &findings, Some(capture));
+        Cow::Owned(splice(text, &findings, &replacements))
+    }
+
     /// Vault values (in every encoding) that are split across consecutive `parts`: found in
     /// the parts' concatenation, crossing at least one boundary between two of them, and
     /// reported as one piece per part they touch (`out[i]` holds part `i`'s pieces, in its own
@@ -443,6 +460,16 @@ impl Redactor {
     /// The replacement of each finding. Placeholders are computed once per distinct value (a
     /// secret repeated through a prompt costs one HMAC), with the key schedule done once.
     fn replacements(&self, text: &str, findings: &[Finding]) -> Vec<Box<str>> {
+        self.replacements_with(text, findings, None)
+    }
+
+    /// [`Redactor::replacements`], offering unknown secrets to `capture` when there is one.
+    fn replacements_with(
+        &self,
+        text: &str,
+        findings: &[Finding],
+        capture: Option<&dyn Capture>,
+    ) -> Vec<Box<str>> {
         let mut keyed: Option<Hmac<Sha256>> = None;
         let mut memo: HashMap<(&str, &str), Box<str>> = HashMap::new();
         findings
@@ -454,7 +481,14 @@ impl Redactor {
                     memo.entry((&f.rule, value))
                         .or_insert_with(|| {
                             let mac = keyed.get_or_insert_with(|| self.keyed_mac()).clone();
-                            placeholder_with(mac, &f.rule, value).into_boxed_str()
+                            let tag = tag_with(mac, value);
+                            capture
+                                .and_then(|c| offer(c, f, &tag, value))
+                                .map_or_else(
+                                    || format!("[REDACTED:{}:{tag}]", f.rule),
+                                    |name| format!("SECRET_REF({})", name.as_str()),
+                                )
+                                .into_boxed_str()
                         })
                         .clone()
                 }
@@ -473,10 +507,29 @@ impl Redactor {
     }
 }
 
-fn placeholder_with(mut mac: Hmac<Sha256>, rule: &str, value: &str) -> String {
+fn placeholder_with(mac: Hmac<Sha256>, rule: &str, value: &str) -> String {
+    format!("[REDACTED:{rule}:{}]", tag_with(mac, value))
+}
+
+/// 10 hex characters of the keyed HMAC of `value`: a placeholder's and a captured name's tail.
+fn tag_with(mut mac: Hmac<Sha256>, value: &str) -> String {
     mac.update(value.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    format!("[REDACTED:{rule}:{}]", hex::encode(&tag[..5]))
+    hex::encode(&mac.finalize().into_bytes()[..5])
+}
+
+/// Offers one unknown secret to `capture`, if it is worth capturing at all.
+fn offer(capture: &dyn Capture, f: &Finding, tag: &str, value: &str) -> Option<SecretName> {
+    if !capture::capturable(value) {
+        return None;
+    }
+    let name = capture::captured_name(&f.rule, tag)?;
+    capture.offer(&Offer {
+        name: &name,
+        tag,
+        rule: &f.rule,
+        detector: f.detector,
+        value,
+    })
 }
 
 /// `text` with each finding's span replaced by its replacement.
