@@ -15,6 +15,7 @@ use clawgate_egress::{Budgets, EgressConfig, Provider, Upstream};
 use clawgate_policies::Tier;
 use serde::Deserialize;
 
+use crate::capture::{CaptureMode, CaptureSettings};
 use crate::error::{Error, Result};
 
 /// Largest configuration file read.
@@ -63,6 +64,8 @@ pub struct RawConfig {
     log: RawLog,
     #[serde(default)]
     egress: RawEgress,
+    #[serde(default)]
+    redact: RawRedact,
     /// Absent: no egress lock is expected (the embedded default, for developer machines).
     egress_lock: Option<RawEgressLock>,
 }
@@ -139,6 +142,56 @@ struct RawEgress {
     /// Per-agent daily token budgets.
     #[serde(default)]
     agent_daily_tokens: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    /// `off` (default), `rules` or `rules+entropy`: unknown secrets found in tool results and
+    /// LLM requests are captured into the vault (see `crate::capture`).
+    capture_unknown: Option<String>,
+    /// Most captured secrets in the vault (default 1,000).
+    capture_max: Option<usize>,
+    /// Tools a captured secret may be resolved into (default `["exec"]`).
+    capture_tools: Option<Vec<String>>,
+    /// Hosts a captured secret may be sent to (default none: no network use).
+    capture_hosts: Option<Vec<String>>,
+}
+
+impl RawRedact {
+    fn validate(self) -> Result<CaptureSettings> {
+        let default = CaptureSettings::default();
+        let mode = match self.capture_unknown.as_deref() {
+            None => default.mode,
+            Some(m) => CaptureMode::parse(m).ok_or_else(|| {
+                bad(format!(
+                    "redact.capture_unknown `{m}` is not \"off\", \"rules\" or \"rules+entropy\""
+                ))
+            })?,
+        };
+        let max = self.capture_max.unwrap_or(default.max);
+        if !(1..=100_000).contains(&max) {
+            return Err(bad("redact.capture_max must be 1..=100000"));
+        }
+        let scope = match (self.capture_tools, self.capture_hosts) {
+            (None, None) => default.scope,
+            (tools, hosts) => {
+                let tools = tools.unwrap_or_else(|| default.scope.tools.clone());
+                let hosts = hosts.unwrap_or_else(|| default.scope.hosts.clone());
+                if let Some(t) = tools
+                    .iter()
+                    .find(|t| t.starts_with(crate::secrets::RESERVED_TOOL_PREFIX))
+                {
+                    return Err(bad(format!(
+                        "redact.capture_tools: `{t}` is reserved for Clawgate itself"
+                    )));
+                }
+                clawgate_vault::Scope::new(&tools, &hosts)
+                    .map_err(|e| bad(format!("redact.capture_tools/capture_hosts: {e}")))?
+            }
+        };
+        Ok(CaptureSettings { mode, max, scope })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -446,6 +499,8 @@ pub struct Settings {
     pub egress: EgressSettings,
     /// The egress lock to watch; `None`: none expected.
     pub egress_lock: Option<EgressLockSettings>,
+    /// Capturing unknown secrets into the vault (`[redact]`).
+    pub capture: CaptureSettings,
 }
 
 /// Looks up users and groups; a seam so tests need no real accounts.
@@ -636,7 +691,9 @@ impl RawConfig {
         };
         let egress = self.egress.validate(&state_dir)?;
         let egress_lock = self.egress_lock.map(|l| l.validate(accounts)).transpose()?;
+        let capture = self.redact.validate()?;
         Ok(Settings {
+            capture,
             egress,
             egress_lock,
             vault_path: in_state(v.path, VAULT_DB),

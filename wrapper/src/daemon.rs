@@ -105,7 +105,8 @@ pub fn run(
         store,
         timing(&settings),
     )?
-    .with_bundle(bundle_info)?;
+    .with_bundle(bundle_info)?
+    .with_capture(&settings.capture)?;
     if let Some(h) = &hub {
         engine = engine.with_hub(h.clone());
     }
