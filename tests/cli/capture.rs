@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{clawgate, ok, random_value, stdout};
-use crate::serve::{Daemon, audit_text, blocked, event, verify_audit};
+use crate::egress::{FakeAnthropic, free_port, post};
+use crate::serve::{Daemon, audit_text, blocked, event, put_secret, verify_audit};
 
 /// A GitHub token in the `github-pat` rule's format, random each run.
 fn github_token() -> String {
@@ -213,4 +214,58 @@ fn beyond_the_cap_unknown_secrets_keep_their_placeholder() {
     }
     assert_eq!(vault_list(&d).len(), 1);
     assert_eq!(d.log().matches("cap reached").count(), 1, "{}", d.log());
+}
+
+#[test]
+fn an_unknown_secret_in_an_llm_request_is_captured_by_the_proxy() {
+    let fake = FakeAnthropic::start();
+    let port = free_port();
+    let d = Daemon::start(&format!(
+        "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n[redact]\ncapture_unknown = \"rules\"\n",
+        fake.port
+    ));
+    put_secret(
+        &d,
+        "provider.anthropic",
+        &format!("sk-ant-api03-{}", random_value()),
+        &["clawgate:egress"],
+        &["127.0.0.1"],
+    );
+    let mut mint = clawgate(&d.state());
+    mint.args(["egress", "token", "main"])
+        .arg("--config")
+        .arg(&d.config);
+    let agent_token = stdout(&ok(mint, "")).trim().to_owned();
+    let gh = github_token();
+    let body = json!({"model": "claude-test-1", "max_tokens": 16,
+                      "messages": [{"role": "user", "content": format!("use my token {gh} please")}]})
+    .to_string();
+    let send = || {
+        let (status, head, _) = post(
+            port,
+            "/anthropic/v1/messages",
+            &[("x-api-key", &agent_token)],
+            &body,
+        );
+        assert_eq!(status, 200, "{head}\n{}", d.log());
+        String::from_utf8(fake.seen().last().unwrap().body.clone()).unwrap()
+    };
+    let first = send();
+    assert!(!first.contains(&gh), "{first}");
+    let name = captured_ref(&first);
+    assert!(name.starts_with("captured_github-pat_"), "{first}");
+    wait_for_secret(&d, &name);
+    let listed = vault_list(&d);
+    let row = listed.iter().find(|r| r["name"] == name.as_str()).unwrap();
+    assert_eq!(row["captured"]["source"], "egress");
+    assert_eq!(row["captured"]["agent"], "main");
+    // After the vault has it (a rebuilt redactor), the provider sees the same bytes: the
+    // prompt cache holds. The hook server agrees on the reference.
+    assert_eq!(send(), first);
+    let shown = tool_result(&d, "main", &format!("{gh}\n"));
+    assert_eq!(shown, format!("SECRET_REF({name})\n"));
+    assert_eq!(vault_list(&d).len(), 2, "the key and one capture");
+    for text in [audit_text(&d), d.log()] {
+        assert!(!text.contains(&gh), "the value leaked");
+    }
 }
