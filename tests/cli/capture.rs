@@ -269,3 +269,64 @@ fn an_unknown_secret_in_an_llm_request_is_captured_by_the_proxy() {
         assert!(!text.contains(&gh), "the value leaked");
     }
 }
+
+#[test]
+fn a_failed_vault_write_leaves_placeholders_and_an_unresolvable_reference() {
+    let d = Daemon::start("[policy]\ntier = 3\n[redact]\ncapture_unknown = \"rules\"\n");
+    // Rekey the vault behind the daemon's back: the daemon, still holding the old master key,
+    // has its next vault write refused.
+    let new_key = d.dir.path().join("new.key");
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut raw = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut raw)
+            .unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&new_key)
+            .unwrap();
+        f.write_all(&raw).unwrap();
+    }
+    let mut rekey = clawgate(&d.state());
+    rekey
+        .args(["vault", "rekey", "--new-key-file"])
+        .arg(&new_key);
+    ok(rekey, "");
+
+    let (a, b) = (github_token(), github_token());
+    let first = tool_result(&d, "main", &format!("{a}\n"));
+    // Decided before the write: a reference, which the failed write leaves unresolvable.
+    let name = captured_ref(&first);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !audit_text(&d).contains("secret.capture_failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no failure audited:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Now every unknown secret keeps its placeholder, the same value included; never raw.
+    for v in [&a, &b] {
+        let shown = tool_result(&d, "main", &format!("{v}\n"));
+        assert!(shown.starts_with("[REDACTED:github-pat:"), "{shown}");
+    }
+    let lost = decide_as(
+        &d,
+        "main",
+        json!({"command": format!("grep -c SECRET_REF({name}) README.md")}),
+        "f1",
+    );
+    assert!(blocked(&lost).contains("no secret named"), "{lost}");
+    assert!(
+        d.log().contains("Capturing secrets into the vault failed"),
+        "{}",
+        d.log()
+    );
+    for text in [audit_text(&d), d.log(), lost.to_string()] {
+        assert!(!text.contains(&a) && !text.contains(&b), "a value leaked");
+    }
+}
