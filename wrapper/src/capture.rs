@@ -28,7 +28,11 @@ use clawgate_redact::capture::captured_tag;
 use clawgate_redact::{Capture, DetectorKind, Offer};
 use clawgate_vault::{Scope, Vault};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
 use crate::error::Result;
+use crate::metrics::KindLabels;
 use crate::store::{CaptureRecord, Store};
 
 /// Default most captured secrets held in the vault.
@@ -179,6 +183,24 @@ pub struct Capturer {
     max: usize,
     state: Arc<Mutex<State>>,
     queue: SyncSender<Captured>,
+    counts: Outcomes,
+}
+
+/// `clawgate_secret_captures_total{kind}`: what became of each offer.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes(Family<KindLabels, Counter>);
+
+impl Outcomes {
+    /// Counts into `family` (the daemon's registry).
+    pub(crate) fn new(family: Family<KindLabels, Counter>) -> Self {
+        Outcomes(family)
+    }
+
+    fn add(&self, kind: &'static str, n: usize) {
+        self.0
+            .get_or_create(&KindLabels { kind })
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
 }
 
 impl Capturer {
@@ -188,6 +210,7 @@ impl Capturer {
         settings: &CaptureSettings,
         sink: Arc<dyn CaptureSink>,
         existing: impl IntoIterator<Item = SecretName>,
+        counts: Outcomes,
     ) -> Result<Arc<Capturer>> {
         let (queue, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let state = Arc::new(Mutex::new(State::default()));
@@ -196,11 +219,12 @@ impl Capturer {
             max: settings.max,
             state: state.clone(),
             queue,
+            counts: counts.clone(),
         });
         capturer.sync_known(existing);
         std::thread::Builder::new()
             .name("clawgate-capture".into())
-            .spawn(move || writer(&rx, sink.as_ref(), &state))
+            .spawn(move || writer(&rx, sink.as_ref(), &state, &counts))
             .map_err(|e| crate::error::Error::io("starting the capture writer", e))?;
         Ok(capturer)
     }
@@ -242,6 +266,7 @@ impl Capturer {
             return None;
         }
         if st.known.len() + st.pending.len() >= self.max {
+            self.counts.add("over_cap", 1);
             if !st.cap_said {
                 st.cap_said = true;
                 tracing::warn!(
@@ -266,9 +291,11 @@ impl Capturer {
         match self.queue.try_send(job) {
             Ok(()) => {
                 st.pending.insert(o.tag.to_owned(), o.name.clone());
+                self.counts.add("queued", 1);
                 Some(o.name.clone())
             }
             Err(TrySendError::Full(job)) => {
+                self.counts.add("queue_full", 1);
                 tracing::warn!(secret = %job.name, "Capture queue full: the secret keeps its placeholder.");
                 None
             }
@@ -294,7 +321,12 @@ fn detector_name(d: DetectorKind) -> &'static str {
 }
 
 /// The writer: batches of queued captures into the sink, until every sender is gone.
-fn writer(rx: &Receiver<Captured>, sink: &dyn CaptureSink, state: &Mutex<State>) {
+fn writer(
+    rx: &Receiver<Captured>,
+    sink: &dyn CaptureSink,
+    state: &Mutex<State>,
+    counts: &Outcomes,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -304,6 +336,10 @@ fn writer(rx: &Receiver<Captured>, sink: &dyn CaptureSink, state: &Mutex<State>)
             }
         }
         let result = sink.write(&batch);
+        counts.add(
+            if result.is_ok() { "stored" } else { "failed" },
+            batch.len(),
+        );
         let Ok(mut st) = state.lock() else {
             return;
         };

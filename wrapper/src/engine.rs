@@ -13,7 +13,7 @@ use clawgate_vault::Vault;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::capture::{AgentCapture, CaptureMode, CaptureSettings, Capturer, VaultSink};
+use crate::capture::{AgentCapture, CaptureMode, CaptureSettings, Capturer, Outcomes, VaultSink};
 use crate::error::{Error, Result};
 use crate::hublink::HubState;
 use crate::hublink::bundles::BundleInfo;
@@ -370,7 +370,8 @@ impl Engine {
             scope: settings.scope.clone(),
         });
         let existing = vault_names(&vault)?;
-        self.capture = Some(Capturer::start(settings, sink, existing)?);
+        let counts = Outcomes::new(self.metrics.captures.clone());
+        self.capture = Some(Capturer::start(settings, sink, existing, counts)?);
         Ok(self)
     }
 
@@ -378,6 +379,11 @@ impl Engine {
     /// `egress`), when capture is on.
     pub fn capture_for(&self, agent: &str, source: &'static str) -> Option<AgentCapture> {
         self.capture.as_ref().map(|c| c.for_agent(agent, source))
+    }
+
+    /// Captured secrets queued for the vault and not yet written.
+    pub fn captures_pending(&self) -> usize {
+        self.capture.as_ref().map_or(0, |c| c.pending())
     }
 
     /// The Hub link, when enrolled.

@@ -6,6 +6,7 @@ use clawgate_redact::Redactor;
 use clawgate_vault::{KdfParams, KeySource};
 
 use super::*;
+use crate::metrics::KindLabels;
 
 const GH: &str = "ghp_N7ITxKLUkX0vyOYx6tzSnWQ36xgB0Oz12345";
 const GH2: &str = "ghp_Q8ZTxKLUkX0vyOYx6tzSnWQ36xgB0Oz99999";
@@ -56,7 +57,14 @@ fn settle(c: &Capturer) {
 #[test]
 fn the_same_value_twice_is_one_write_and_one_name() {
     let sink = Arc::new(FakeSink::default());
-    let c = Capturer::start(&settings(CaptureMode::Rules, 10), sink.clone(), []).unwrap();
+    let family = prometheus_client::metrics::family::Family::default();
+    let c = Capturer::start(
+        &settings(CaptureMode::Rules, 10),
+        sink.clone(),
+        [],
+        Outcomes::new(family.clone()),
+    )
+    .unwrap();
     let r = redactor();
     let cap = c.for_agent("main", "tool_result");
     let first = r.redact_capturing(&format!("a {GH}"), &cap).into_owned();
@@ -71,6 +79,11 @@ fn the_same_value_twice_is_one_write_and_one_name() {
     assert_eq!(first, after);
     let batches = sink.batches.lock().unwrap().clone();
     assert_eq!(batches.concat().len(), 1, "{batches:?}");
+    let count = |kind| family.get_or_create(&KindLabels { kind }).get();
+    assert_eq!(
+        (count("queued"), count("stored"), count("failed")),
+        (1, 1, 0)
+    );
 }
 
 #[test]
@@ -80,7 +93,13 @@ fn beyond_the_cap_the_placeholder_stays() {
         "captured_github-pat_0123456789".parse().unwrap(),
         "stripe".parse().unwrap(),
     ];
-    let c = Capturer::start(&settings(CaptureMode::Rules, 2), sink.clone(), existing).unwrap();
+    let c = Capturer::start(
+        &settings(CaptureMode::Rules, 2),
+        sink.clone(),
+        existing,
+        Outcomes::default(),
+    )
+    .unwrap();
     let r = redactor();
     let cap = c.for_agent("main", "egress");
     assert!(
@@ -104,7 +123,13 @@ fn beyond_the_cap_the_placeholder_stays() {
 fn after_a_failed_write_new_secrets_keep_their_placeholder() {
     let sink = Arc::new(FakeSink::default());
     sink.fail.store(true, Ordering::SeqCst);
-    let c = Capturer::start(&settings(CaptureMode::Rules, 10), sink.clone(), []).unwrap();
+    let c = Capturer::start(
+        &settings(CaptureMode::Rules, 10),
+        sink.clone(),
+        [],
+        Outcomes::default(),
+    )
+    .unwrap();
     let r = redactor();
     let cap = c.for_agent("main", "tool_result");
     // Decided before the write: a reference (which will not resolve: refused as unknown).
@@ -131,12 +156,14 @@ fn entropy_findings_only_when_asked() {
         &settings(CaptureMode::Rules, 10),
         Arc::new(FakeSink::default()),
         [],
+        Outcomes::default(),
     )
     .unwrap();
     let both = Capturer::start(
         &settings(CaptureMode::RulesAndEntropy, 10),
         Arc::new(FakeSink::default()),
         [],
+        Outcomes::default(),
     )
     .unwrap();
     let a = r.redact_capturing(text, &rules_only.for_agent("main", "egress"));
@@ -178,6 +205,7 @@ fn vault_sink_stores_value_provenance_and_audit_and_the_vault_detector_agrees() 
         },
         sink,
         [],
+        Outcomes::default(),
     )
     .unwrap();
     let r = redactor();
