@@ -174,6 +174,8 @@ struct State {
     failed_at: Option<Instant>,
     /// The cap was reported (once until the count drops below it again).
     cap_said: bool,
+    /// A full queue was reported (once until the writer finishes a batch).
+    full_said: bool,
 }
 
 /// Takes offers from the redactor and feeds the writer thread.
@@ -296,7 +298,10 @@ impl Capturer {
             }
             Err(TrySendError::Full(job)) => {
                 self.counts.add("queue_full", 1);
-                tracing::warn!(secret = %job.name, "Capture queue full: the secret keeps its placeholder.");
+                if !st.full_said {
+                    st.full_said = true;
+                    tracing::warn!(secret = %job.name, "Capture queue full: unknown secrets keep their placeholder until the vault catches up.");
+                }
                 None
             }
             Err(TrySendError::Disconnected(job)) => {
@@ -343,6 +348,7 @@ fn writer(
         let Ok(mut st) = state.lock() else {
             return;
         };
+        st.full_said = false;
         let names: Vec<&str> = batch.iter().map(|c| c.name.as_str()).collect();
         match &result {
             Ok(()) => tracing::info!(secrets = ?names, "Unknown secrets captured into the vault."),

@@ -818,6 +818,26 @@ mod tests {
     }
 
     #[test]
+    fn capture_is_off_unless_asked_and_its_scope_is_narrow_by_default() {
+        let off = settings("").unwrap().capture;
+        assert_eq!(off.mode, CaptureMode::Off);
+        assert_eq!(off.max, crate::capture::DEFAULT_MAX_CAPTURED);
+        assert_eq!(
+            (off.scope.tools.as_slice(), off.scope.hosts.len()),
+            (&["exec".to_owned()][..], 0)
+        );
+        let on = settings(
+            "[redact]\ncapture_unknown = \"rules+entropy\"\ncapture_max = 5\ncapture_hosts = [\"API.GitHub.com\"]\n",
+        )
+        .unwrap()
+        .capture;
+        assert_eq!(on.mode, CaptureMode::RulesAndEntropy);
+        assert_eq!(on.max, 5);
+        assert_eq!(on.scope.tools, ["exec"]);
+        assert_eq!(on.scope.hosts, ["api.github.com"]);
+    }
+
+    #[test]
     fn the_egress_lock_table() {
         let s = settings("[egress_lock]\nagent_user = \"openclaw\"\n").unwrap();
         assert_eq!(
@@ -955,6 +975,15 @@ mod tests {
                 "[egress_lock]\nagent_user = \"openclaw\"\nrequierd = true",
                 "unknown field `requierd`",
             ),
+            ("[redact]\ncapture_unknown = \"all\"", "rules+entropy"),
+            ("[redact]\ncapture_unknown = true", "invalid type"),
+            ("[redact]\ncapture_max = 0", "capture_max"),
+            (
+                "[redact]\ncapture_tools = [\"clawgate:egress\"]",
+                "reserved",
+            ),
+            ("[redact]\ncapture_hosts = [\"*.com\"]", "capture_hosts"),
+            ("[redact]\ncapture = \"rules\"", "unknown field `capture`"),
         ];
         for (text, want) in cases {
             let err = settings(text).unwrap_err().to_string();
