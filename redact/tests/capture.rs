@@ -8,6 +8,8 @@
     clippy::disallowed_methods
 )]
 
+mod corpusgen;
+
 use std::sync::Mutex;
 
 use clawgate_protocol::{SecretName, SecretString};
@@ -124,5 +126,105 @@ fn long_texts_answer_from_the_cache_but_still_offer() {
     assert_eq!(
         captured_name("github-pat", "0123456789").unwrap().as_str(),
         "captured_github-pat_0123456789"
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct Corpus {
+    case: Vec<Case>,
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    text: String,
+}
+
+/// Over the whole labelled corpus: capture every unknown secret, put the captured values in the
+/// vault, and the rebuilt redactor must write exactly the same text (prompt caching).
+#[test]
+fn over_the_corpus_the_vault_detector_writes_what_capture_wrote() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/cases.toml");
+    let corpus: Corpus = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let r = redactor();
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for c in &corpus.case {
+        let rec = Recorder::default();
+        let captured = r.redact_capturing(&c.text, &rec).into_owned();
+        let taken = rec.taken.into_inner().unwrap();
+        if taken.is_empty() {
+            continue;
+        }
+        compared += 1;
+        let rebuilt = Redactor::builder()
+            .placeholder_key(KEY)
+            .vault_values(
+                taken
+                    .iter()
+                    .map(|(n, _, _, v)| (n.parse().unwrap(), SecretString::new(v.clone()))),
+            )
+            .build()
+            .unwrap();
+        let again = rebuilt.redact(&c.text);
+        if again != captured {
+            failures.push(format!(
+                "{}:\n  captured: {captured:?}\n  rebuilt:  {again:?}",
+                c.name
+            ));
+        }
+    }
+    assert!(compared > 20, "only {compared} cases had captures");
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The same over generated prompt documents (code, logs, configs, JSON…) with a vault: every
+/// unknown secret captured, the vault grown by the captures, the text unchanged.
+#[test]
+fn over_generated_documents_the_rebuilt_redactor_writes_what_capture_wrote() {
+    let vault = corpusgen::vault(7, 40);
+    let known: Vec<(SecretName, SecretString)> = vault
+        .entries
+        .iter()
+        .map(|(n, v)| (n.parse().unwrap(), SecretString::new(v.clone())))
+        .collect();
+    let r = Redactor::builder()
+        .placeholder_key(KEY)
+        .vault_values(known.clone())
+        .build()
+        .unwrap();
+    let (mut compared, mut failures) = (0, Vec::new());
+    for doc in corpusgen::corpus(11, 120, &vault) {
+        let rec = Recorder::default();
+        let captured = r.redact_capturing(&doc.text, &rec).into_owned();
+        let taken = rec.taken.into_inner().unwrap();
+        if taken.is_empty() {
+            continue;
+        }
+        compared += 1;
+        let rebuilt = Redactor::builder()
+            .placeholder_key(KEY)
+            .vault_values(known.clone())
+            .vault_values(
+                taken
+                    .iter()
+                    .map(|(n, _, _, v)| (n.parse().unwrap(), SecretString::new(v.clone()))),
+            )
+            .build()
+            .unwrap();
+        if rebuilt.redact(&doc.text) != captured {
+            failures.push(doc.name.clone());
+        }
+    }
+    assert!(compared > 30, "only {compared} documents had captures");
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} documents differ: {failures:?}",
+        failures.len()
     );
 }
