@@ -256,13 +256,15 @@ impl Capturer {
     }
 
     fn offer(&self, agent: &str, source: &'static str, o: &Offer<'_>) -> Option<SecretName> {
-        if !self.mode.allows(o.detector) {
-            return None;
-        }
         // A poisoned lock keeps the placeholder (fail closed).
         let mut st = self.state.lock().ok()?;
+        // Already captured (whichever detector found it then): the vault detector will say the
+        // same once the redactor is rebuilt.
         if let Some(name) = st.known.get(o.tag).or_else(|| st.pending.get(o.tag)) {
             return Some(name.clone());
+        }
+        if !self.mode.allows(o.detector) {
+            return None;
         }
         if st.failed_at.is_some_and(|t| t.elapsed() < RETRY_AFTER) {
             return None;
