@@ -29,7 +29,7 @@ pub(crate) fn run(global: &GlobalArgs, env: &dyn Env, cmd: VaultCommand) -> anyh
             reveal,
             key,
         } => get(&open(&key)?, &parse_name(&name)?, version, reveal),
-        VaultCommand::List { json, key } => list(&open(&key)?, json),
+        VaultCommand::List { json, key } => list(&open(&key)?, &dir, json),
         VaultCommand::Rm { name, key } => {
             let name = parse_name(&name)?;
             open(&key)?.remove(&name)?;
@@ -173,15 +173,31 @@ fn get(vault: &Vault, name: &SecretName, version: Option<i64>, reveal: bool) -> 
     Ok(())
 }
 
-fn list(vault: &Vault, json: bool) -> anyhow::Result<()> {
+fn list(vault: &Vault, dir: &Path, json: bool) -> anyhow::Result<()> {
     let records = vault.list()?;
+    let captures = captures(dir);
+    let captured = |name: &str| {
+        captures.get(name).map_or_else(
+            // Captured shape but no provenance (clawgate.db missing or unreadable).
+            || clawgate_redact::capture::captured_tag(name).map(|_| serde_json::json!({})),
+            |c| Some(serde_json::to_value(c).unwrap_or_default()),
+        )
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        let rows: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["captured"] = captured(&r.name).unwrap_or(serde_json::Value::Null);
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     println!(
-        "{:<32} {:>7} {:<20} {:<24} HOSTS",
-        "NAME", "VERSION", "UPDATED (UTC)", "TOOLS"
+        "{:<32} {:>7} {:<20} {:<24} {:<24} CAPTURED",
+        "NAME", "VERSION", "UPDATED (UTC)", "TOOLS", "HOSTS"
     );
     for RecordInfo {
         name,
@@ -201,12 +217,30 @@ fn list(vault: &Vault, json: bool) -> anyhow::Result<()> {
         } else {
             scope.hosts.join(",")
         };
+        let marker = match (captures.get(&name), captured(&name)) {
+            (Some(c), _) => format!("captured ({}, agent {})", c.rule, c.agent),
+            (None, Some(_)) => "captured".to_owned(),
+            (None, None) => "-".to_owned(),
+        };
         println!(
-            "{name:<32} {version:>7} {:<20} {tools:<24} {hosts}",
+            "{name:<32} {version:>7} {:<20} {tools:<24} {hosts:<24} {marker}",
             fmt_utc(updated_at_ms)
         );
     }
     Ok(())
+}
+
+/// Provenance of captured secrets from the daemon's database, by name; empty when there is
+/// none (no daemon has run here, or an older database without the table).
+fn captures(dir: &Path) -> std::collections::HashMap<String, clawgate_wrapper::store::CaptureInfo> {
+    let db = dir.join(clawgate_wrapper::config::DAEMON_DB);
+    if !db.exists() {
+        return std::collections::HashMap::new();
+    }
+    clawgate_wrapper::store::Store::open_read_only(&db)
+        .and_then(|s| s.captures())
+        .map(|all| all.into_iter().map(|c| (c.name.clone(), c)).collect())
+        .unwrap_or_default()
 }
 
 fn rotate(vault: &Vault, batch: usize) -> anyhow::Result<()> {

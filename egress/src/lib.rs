@@ -17,7 +17,8 @@
 //!   object keys included, goes through the current [`clawgate_redact::Redactor`]. Strings the
 //!   redactor leaves alone keep their exact bytes, so key order, numbers and whitespace survive
 //!   and a clean body is forwarded byte for byte. Long strings' redactions are remembered per
-//!   redactor instance (agents resend their history every turn);
+//!   redactor instance (agents resend their history every turn). Unknown secrets are offered to
+//!   [`RedactorSource::capture`] for the request's agent, when the source captures them;
 //! * streamed OpenAI chat completions without `stream_options.include_usage` get it added, and the
 //!   extra usage-only chunk (`choices: []`) is dropped from what that client receives (OpenRouter
 //!   sends usage regardless, so its clients keep the chunk);

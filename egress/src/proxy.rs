@@ -312,13 +312,22 @@ impl Egress {
             .begin_early(agent.as_str(), route, at)
             .map_err(usage_unavailable)?;
         let post = parts.method == Method::POST;
+        let capture = inner.redactor.capture(&agent);
         let decoded = request::decode_body(raw, &parts.headers, max)?;
         let prepared: Prepared = if decoded.len() > BLOCKING_REDACTION {
             let rest2 = rest.clone();
             let redactor2 = redactor.clone();
             let cache = inner.cache.clone();
             tokio::task::spawn_blocking(move || {
-                request::prepare(provider, &rest2, post, decoded, &redactor2, Some(&cache))
+                request::prepare_capturing(
+                    provider,
+                    &rest2,
+                    post,
+                    decoded,
+                    &redactor2,
+                    Some(&cache),
+                    capture.as_deref(),
+                )
             })
             .await
             .map_err(|_| {
@@ -330,13 +339,14 @@ impl Egress {
                 )
             })??
         } else {
-            request::prepare(
+            request::prepare_capturing(
                 provider,
                 &rest,
                 post,
                 decoded,
                 &redactor,
                 Some(&inner.cache),
+                capture.as_deref(),
             )?
         };
         drop(redactor);

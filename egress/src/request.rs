@@ -12,7 +12,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use clawgate_redact::Redactor;
+use clawgate_redact::{Capture, Redactor};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -349,7 +349,8 @@ pub(crate) struct Prepared {
     pub(crate) redactions: Vec<Redaction>,
 }
 
-/// Validates, redacts and (for streamed OpenAI chat) adds `include_usage` to a request body.
+/// [`prepare_capturing`] without capture (the unit tests' shorthand).
+#[cfg(test)]
 pub(crate) fn prepare(
     provider: Provider,
     rest: &str,
@@ -357,6 +358,21 @@ pub(crate) fn prepare(
     body: Bytes,
     redactor: &Arc<Redactor>,
     cache: Option<&RedactionCache>,
+) -> Result<Prepared, Refusal> {
+    prepare_capturing(provider, rest, post, body, redactor, cache, None)
+}
+
+/// Validates, redacts and (for streamed OpenAI chat) adds `include_usage` to a request body.
+/// Unknown secrets are offered to `capture`, if any (the text then references the captured
+/// vault secret instead of a placeholder).
+pub(crate) fn prepare_capturing(
+    provider: Provider,
+    rest: &str,
+    post: bool,
+    body: Bytes,
+    redactor: &Arc<Redactor>,
+    cache: Option<&RedactionCache>,
+    capture: Option<&dyn Capture>,
 ) -> Result<Prepared, Refusal> {
     let path_model = gemini_model(provider, rest);
     if body.is_empty() {
@@ -383,11 +399,12 @@ pub(crate) fn prepare(
     let mut redactions = Vec::new();
     // Vault values split across strings first (they are in no string whole), then every string.
     let joined = redact_across(text, redactor, &mut redactions)?;
-    let redacted = redact_strings(
+    let redacted = redact_strings_capturing(
         joined.as_deref().unwrap_or(text),
         redactor,
         cache,
         &mut redactions,
+        capture,
     )?;
     let mut out: Cow<'_, str> = match redacted.or(joined) {
         Some(s) => Cow::Owned(s),
@@ -480,6 +497,7 @@ fn redact_json_string(
     redactor: &Redactor,
     quoted: &str,
     escaped: bool,
+    capture: Option<&dyn Capture>,
 ) -> Result<Redacted, Refusal> {
     let decoded: Cow<'_, str> = if escaped {
         Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|e| bad_json(&format!("{e}")))?)
@@ -488,9 +506,13 @@ fn redact_json_string(
     };
     // One scan gives both the text and what to report (a second scan doubled the cost of
     // every string holding a secret).
-    match redactor.redact_with_findings(&decoded) {
-        (Cow::Borrowed(_), _) => Ok((None, Vec::new())),
-        (Cow::Owned(new), findings) => {
+    let (redacted, findings) = match capture {
+        Some(c) => redactor.redact_capturing_with_findings(&decoded, c),
+        None => redactor.redact_with_findings(&decoded),
+    };
+    match redacted {
+        Cow::Borrowed(_) => Ok((None, Vec::new())),
+        Cow::Owned(new) => {
             let found = findings
                 .into_iter()
                 .map(|f| Redaction {
@@ -639,13 +661,27 @@ fn redact_across(
     Ok(Some(out))
 }
 
-/// Every JSON string of `text` (already validated as JSON) through the redactor (long strings
-/// through `cache`); `None` when nothing changed.
+/// [`redact_strings_capturing`] without capture (the unit tests' shorthand).
+#[cfg(test)]
 pub(crate) fn redact_strings(
     text: &str,
     redactor: &Arc<Redactor>,
     cache: Option<&RedactionCache>,
     redactions: &mut Vec<Redaction>,
+) -> Result<Option<String>, Refusal> {
+    redact_strings_capturing(text, redactor, cache, redactions, None)
+}
+
+/// Every JSON string of `text` (already validated as JSON) through the redactor (long strings
+/// through `cache`); `None` when nothing changed. Unknown secrets are offered to `capture`; a
+/// string answered from `cache` keeps what it was redacted to when first seen (a reference, if
+/// it was captured then).
+fn redact_strings_capturing(
+    text: &str,
+    redactor: &Arc<Redactor>,
+    cache: Option<&RedactionCache>,
+    redactions: &mut Vec<Redaction>,
+    capture: Option<&dyn Capture>,
 ) -> Result<Option<String>, Refusal> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
@@ -672,7 +708,7 @@ pub(crate) fn redact_strings(
                         splice(enc, &mut out);
                     }
                 } else {
-                    let (enc, found) = redact_json_string(redactor, quoted, escaped)?;
+                    let (enc, found) = redact_json_string(redactor, quoted, escaped, capture)?;
                     c.put(redactor, raw, h, enc.as_deref(), found.clone());
                     redactions.extend(found);
                     if let Some(enc) = enc {
@@ -681,7 +717,7 @@ pub(crate) fn redact_strings(
                 }
             }
             None => {
-                let (enc, found) = redact_json_string(redactor, quoted, escaped)?;
+                let (enc, found) = redact_json_string(redactor, quoted, escaped, capture)?;
                 redactions.extend(found);
                 if let Some(enc) = enc {
                     splice(&enc, &mut out);

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use clawgate_protocol::SecretString;
 use clawgate_protocol::secret::constant_time_eq;
-use clawgate_redact::Redactor;
+use clawgate_redact::{Capture, Redactor};
 use sha2::{Digest, Sha256};
 
 use crate::config::Provider;
@@ -143,6 +143,14 @@ impl ProviderKeys for StaticKeys {
 pub trait RedactorSource: Send + Sync + fmt::Debug + 'static {
     /// The current redactor.
     fn current(&self) -> Option<Arc<Redactor>>;
+
+    /// Where unknown secrets in `agent`'s requests are captured into the vault, if anywhere
+    /// (`clawgate_redact::capture`; the daemon's `[redact] capture_unknown`). Default: nowhere,
+    /// they keep their placeholder.
+    fn capture(&self, agent: &AgentId) -> Option<Arc<dyn Capture>> {
+        let _ = agent;
+        None
+    }
 }
 
 /// A [`RedactorSource`] the daemon swaps when the vault changes.

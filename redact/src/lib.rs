@@ -38,7 +38,9 @@
 //! the jwt.io token) are never redacted. Vault values shorter than
 //! [`vault::MIN_VALUE_LEN`] (6 bytes) are not searched for. Unknown secrets become a stable
 //! placeholder keyed by a per-tenant secret, so the same value gives the same placeholder in every
-//! turn and provider prompt caching keeps working.
+//! turn and provider prompt caching keeps working. With [`Redactor::redact_capturing`] they may
+//! instead be captured into the vault ([`capture`]): the text then references
+//! `SECRET_REF(captured_<rule>_<10 hex>)`, the name derived from the same keyed HMAC.
 //!
 //! ```
 //! use clawgate_protocol::SecretString;
@@ -55,6 +57,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+pub mod capture;
 pub mod entropy;
 mod merge;
 pub mod rules;
@@ -72,6 +75,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 pub use cache::CacheStats;
+pub use capture::{Capture, Offer};
 
 /// Which detector produced a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -280,6 +284,29 @@ impl Redactor {
         (Cow::Owned(redacted), findings)
     }
 
+    /// Like [`Redactor::redact_cached`], but each unknown secret is first offered to `capture`
+    /// ([`capture`] module): accepted ones become `SECRET_REF(captured_<rule>_<10 hex>)`, the
+    /// rest keep their placeholder. Findings come from the result cache; replacements are
+    /// decided per call (the cache never holds a capture's answer, which may change).
+    pub fn redact_capturing<'t>(&self, text: &'t str, capture: &dyn Capture) -> Cow<'t, str> {
+        self.redact_capturing_with_findings(text, capture).0
+    }
+
+    /// [`Redactor::redact_capturing`] and the findings it replaced, from one scan.
+    pub fn redact_capturing_with_findings<'t>(
+        &self,
+        text: &'t str,
+        capture: &dyn Capture,
+    ) -> (Cow<'t, str>, Vec<Finding>) {
+        let findings = self.scan_cached(text);
+        if findings.is_empty() {
+            return (Cow::Borrowed(text), findings);
+        }
+        let replacements = self.replacements_with(text, &findings, Some(capture));
+        let redacted = splice(text, &findings, &replacements);
+        (Cow::Owned(redacted), findings)
+    }
+
     /// Vault values (in every encoding) that are split across consecutive `parts`: found in
     /// the parts' concatenation, crossing at least one boundary between two of them, and
     /// reported as one piece per part they touch (`out[i]` holds part `i`'s pieces, in its own
@@ -450,6 +477,16 @@ impl Redactor {
     /// The replacement of each finding. Placeholders are computed once per distinct value (a
     /// secret repeated through a prompt costs one HMAC), with the key schedule done once.
     fn replacements(&self, text: &str, findings: &[Finding]) -> Vec<Box<str>> {
+        self.replacements_with(text, findings, None)
+    }
+
+    /// [`Redactor::replacements`], offering unknown secrets to `capture` when there is one.
+    fn replacements_with(
+        &self,
+        text: &str,
+        findings: &[Finding],
+        capture: Option<&dyn Capture>,
+    ) -> Vec<Box<str>> {
         let mut keyed: Option<Hmac<Sha256>> = None;
         let mut memo: HashMap<(&str, &str), Box<str>> = HashMap::new();
         findings
@@ -461,7 +498,11 @@ impl Redactor {
                     memo.entry((&f.rule, value))
                         .or_insert_with(|| {
                             let mac = keyed.get_or_insert_with(|| self.keyed_mac()).clone();
-                            placeholder_with(mac, &f.rule, value).into_boxed_str()
+                            let tag = tag_with(mac, value);
+                            capture.and_then(|c| offer(c, f, &tag, value)).map_or_else(
+                                || redacted_placeholder(&f.rule, &tag).into_boxed_str(),
+                                |name| secret_ref(name.as_str()),
+                            )
                         })
                         .clone()
                 }
@@ -480,19 +521,24 @@ impl Redactor {
     }
 }
 
-fn placeholder_with(mut mac: Hmac<Sha256>, rule: &str, value: &str) -> String {
+fn placeholder_with(mac: Hmac<Sha256>, rule: &str, value: &str) -> String {
+    redacted_placeholder(rule, &tag_with(mac, value))
+}
+
+/// 10 hex characters of the keyed HMAC of `value`: a placeholder's and a captured name's tail.
+fn tag_with(mut mac: Hmac<Sha256>, value: &str) -> String {
     mac.update(value.as_bytes());
-    let tag = mac.finalize().into_bytes();
-    // Built by hand: dense prompts need a placeholder per secret, and `format!` was most of it.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity("[REDACTED:".len() + rule.len() + 12);
+    hex::encode(&mac.finalize().into_bytes()[..5])
+}
+
+/// `[REDACTED:<rule>:<tag>]`, built by hand: dense prompts need one per secret, and `format!`
+/// was most of their cost.
+fn redacted_placeholder(rule: &str, tag: &str) -> String {
+    let mut out = String::with_capacity("[REDACTED::]".len() + rule.len() + tag.len());
     out.push_str("[REDACTED:");
     out.push_str(rule);
     out.push(':');
-    for byte in &tag[..5] {
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0xf)]));
-    }
+    out.push_str(tag);
     out.push(']');
     out
 }
@@ -504,6 +550,21 @@ fn secret_ref(name: &str) -> Box<str> {
     out.push_str(name);
     out.push(')');
     out.into_boxed_str()
+}
+
+/// Offers one unknown secret to `capture`, if it is worth capturing at all.
+fn offer(capture: &dyn Capture, f: &Finding, tag: &str, value: &str) -> Option<SecretName> {
+    if !capture::capturable(value) {
+        return None;
+    }
+    let name = capture::captured_name(&f.rule, tag)?;
+    capture.offer(&Offer {
+        name: &name,
+        tag,
+        rule: &f.rule,
+        detector: f.detector,
+        value,
+    })
 }
 
 /// `text` with each finding's span replaced by its replacement.

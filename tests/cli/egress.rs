@@ -13,22 +13,22 @@ use crate::serve::{Daemon, put_secret};
 
 /// One request as the fake provider saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Seen {
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// A fake Anthropic upstream on loopback: answers every request with one non-streamed message
 /// and fixed usage, and keeps what it received.
-struct FakeAnthropic {
-    port: u16,
+pub(crate) struct FakeAnthropic {
+    pub(crate) port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 const ANSWER: &str = r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-test-1","content":[{"type":"text","text":"done"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":11,"output_tokens":7,"cache_creation_input_tokens":3,"cache_read_input_tokens":5}}"#;
 
 impl FakeAnthropic {
-    fn start() -> FakeAnthropic {
+    pub(crate) fn start() -> FakeAnthropic {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -43,7 +43,7 @@ impl FakeAnthropic {
         FakeAnthropic { port, seen }
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -86,7 +86,7 @@ fn serve_one(conn: TcpStream, log: &Mutex<Vec<Seen>>) {
     );
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -95,7 +95,12 @@ fn free_port() -> u16 {
 }
 
 /// POSTs `body` to the proxy; returns the status, the response head and body.
-fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String, String) {
+pub(crate) fn post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut req = format!(

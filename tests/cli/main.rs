@@ -6,6 +6,7 @@
     clippy::disallowed_methods
 )] // test code
 
+mod capture;
 mod common;
 mod crash;
 mod devhub;

@@ -16,6 +16,7 @@ use clawgate_egress::{Budgets, EgressConfig, PriceUsd, Prices, Provider, Upstrea
 use clawgate_policies::Tier;
 use serde::Deserialize;
 
+use crate::capture::{CaptureMode, CaptureSettings};
 use crate::error::{Error, Result};
 
 /// Largest configuration file read.
@@ -64,6 +65,8 @@ pub struct RawConfig {
     log: RawLog,
     #[serde(default)]
     egress: RawEgress,
+    #[serde(default)]
+    redact: RawRedact,
     /// Absent: no egress lock is expected (the embedded default, for developer machines).
     egress_lock: Option<RawEgressLock>,
 }
@@ -149,6 +152,56 @@ struct RawEgress {
     /// replacing the built-in table.
     #[serde(default)]
     prices: BTreeMap<String, PriceUsd>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    /// `off` (default), `rules` or `rules+entropy`: unknown secrets found in tool results and
+    /// LLM requests are captured into the vault (see `crate::capture`).
+    capture_unknown: Option<String>,
+    /// Most captured secrets in the vault (default 1,000).
+    capture_max: Option<usize>,
+    /// Tools a captured secret may be resolved into (default `["exec"]`).
+    capture_tools: Option<Vec<String>>,
+    /// Hosts a captured secret may be sent to (default none: no network use).
+    capture_hosts: Option<Vec<String>>,
+}
+
+impl RawRedact {
+    fn validate(self) -> Result<CaptureSettings> {
+        let default = CaptureSettings::default();
+        let mode = match self.capture_unknown.as_deref() {
+            None => default.mode,
+            Some(m) => CaptureMode::parse(m).ok_or_else(|| {
+                bad(format!(
+                    "redact.capture_unknown `{m}` is not \"off\", \"rules\" or \"rules+entropy\""
+                ))
+            })?,
+        };
+        let max = self.capture_max.unwrap_or(default.max);
+        if !(1..=100_000).contains(&max) {
+            return Err(bad("redact.capture_max must be 1..=100000"));
+        }
+        let scope = match (self.capture_tools, self.capture_hosts) {
+            (None, None) => default.scope,
+            (tools, hosts) => {
+                let tools = tools.unwrap_or_else(|| default.scope.tools.clone());
+                let hosts = hosts.unwrap_or_else(|| default.scope.hosts.clone());
+                if let Some(t) = tools
+                    .iter()
+                    .find(|t| t.starts_with(crate::secrets::RESERVED_TOOL_PREFIX))
+                {
+                    return Err(bad(format!(
+                        "redact.capture_tools: `{t}` is reserved for Clawgate itself"
+                    )));
+                }
+                clawgate_vault::Scope::new(&tools, &hosts)
+                    .map_err(|e| bad(format!("redact.capture_tools/capture_hosts: {e}")))?
+            }
+        };
+        Ok(CaptureSettings { mode, max, scope })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -477,6 +530,8 @@ pub struct Settings {
     pub egress: EgressSettings,
     /// The egress lock to watch; `None`: none expected.
     pub egress_lock: Option<EgressLockSettings>,
+    /// Capturing unknown secrets into the vault (`[redact]`).
+    pub capture: CaptureSettings,
 }
 
 /// Looks up users and groups; a seam so tests need no real accounts.
@@ -667,7 +722,9 @@ impl RawConfig {
         };
         let egress = self.egress.validate(&state_dir)?;
         let egress_lock = self.egress_lock.map(|l| l.validate(accounts)).transpose()?;
+        let capture = self.redact.validate()?;
         Ok(Settings {
+            capture,
             egress,
             egress_lock,
             vault_path: in_state(v.path, VAULT_DB),
@@ -836,6 +893,26 @@ mod tests {
     }
 
     #[test]
+    fn capture_is_off_unless_asked_and_its_scope_is_narrow_by_default() {
+        let off = settings("").unwrap().capture;
+        assert_eq!(off.mode, CaptureMode::Off);
+        assert_eq!(off.max, crate::capture::DEFAULT_MAX_CAPTURED);
+        assert_eq!(
+            (off.scope.tools.as_slice(), off.scope.hosts.len()),
+            (&["exec".to_owned()][..], 0)
+        );
+        let on = settings(
+            "[redact]\ncapture_unknown = \"rules+entropy\"\ncapture_max = 5\ncapture_hosts = [\"API.GitHub.com\"]\n",
+        )
+        .unwrap()
+        .capture;
+        assert_eq!(on.mode, CaptureMode::RulesAndEntropy);
+        assert_eq!(on.max, 5);
+        assert_eq!(on.scope.tools, ["exec"]);
+        assert_eq!(on.scope.hosts, ["api.github.com"]);
+    }
+
+    #[test]
     fn the_egress_lock_table() {
         let s = settings("[egress_lock]\nagent_user = \"openclaw\"\n").unwrap();
         assert_eq!(
@@ -996,6 +1073,15 @@ mod tests {
                 "[egress_lock]\nagent_user = \"openclaw\"\nrequierd = true",
                 "unknown field `requierd`",
             ),
+            ("[redact]\ncapture_unknown = \"all\"", "rules+entropy"),
+            ("[redact]\ncapture_unknown = true", "invalid type"),
+            ("[redact]\ncapture_max = 0", "capture_max"),
+            (
+                "[redact]\ncapture_tools = [\"clawgate:egress\"]",
+                "reserved",
+            ),
+            ("[redact]\ncapture_hosts = [\"*.com\"]", "capture_hosts"),
+            ("[redact]\ncapture = \"rules\"", "unknown field `capture`"),
         ];
         for (text, want) in cases {
             let err = settings(text).unwrap_err().to_string();

@@ -105,7 +105,8 @@ pub fn run(
         store,
         timing(&settings),
     )?
-    .with_bundle(bundle_info)?;
+    .with_bundle(bundle_info)?
+    .with_capture(&settings.capture)?;
     if let Some(h) = &hub {
         engine = engine.with_hub(h.clone());
     }
@@ -272,6 +273,12 @@ async fn serve(
     engine.begin_shutdown();
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    // Captures still queued were already referenced in text the agent got: give the writer a
+    // moment to store them, or those references would not resolve after the restart.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while engine.captures_pending() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for path in [&settings.hook.path, &settings.admin.path] {
         let _ = std::fs::remove_file(path);
     }

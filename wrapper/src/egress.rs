@@ -6,7 +6,8 @@
 //!   upstream's host, so the secret's scope decides where the key may go. Resolved once per vault
 //!   generation (each resolution is logged by the vault; a per-request log would drown it);
 //! * the redactor: the engine's, rebuilt when the vault changes, so the hook server and the proxy
-//!   give a secret the same placeholder;
+//!   give a secret the same placeholder; with `[redact] capture_unknown`, unknown secrets in an
+//!   agent's requests are captured for that agent ([`crate::capture`]);
 //! * usage: `usage.db` in the state directory;
 //! * the CONNECT listener ([`build_connect`]): the same tokens, the policy's `[egress]` host
 //!   rules, bypass attempts and refusals audited.
@@ -133,6 +134,11 @@ impl RedactorSource for EngineRedactor {
                 None
             }
         }
+    }
+
+    fn capture(&self, agent: &AgentId) -> Option<Arc<dyn clawgate_redact::Capture>> {
+        let capture = self.0.capture_for(agent.as_str(), "egress")?;
+        Some(Arc::new(capture))
     }
 }
 

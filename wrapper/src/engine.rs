@@ -13,6 +13,7 @@ use clawgate_vault::Vault;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use crate::capture::{AgentCapture, CaptureMode, CaptureSettings, Capturer, Outcomes, VaultSink};
 use crate::error::{Error, Result};
 use crate::hublink::HubState;
 use crate::hublink::bundles::BundleInfo;
@@ -262,9 +263,11 @@ pub struct Engine {
     /// each building (and holding) a redactor of their own.
     rebuilding: Mutex<()>,
     timing: RwLock<Timing>,
-    vault: Option<Vault>,
+    vault: Option<Arc<Vault>>,
     placeholder_key: [u8; 32],
-    store: Store,
+    store: Arc<Store>,
+    /// Captures unknown secrets into the vault (`[redact] capture_unknown`); `None`: off.
+    capture: Option<Arc<Capturer>>,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
     recent: Mutex<Recent>,
     shutting_down: AtomicBool,
@@ -311,9 +314,10 @@ impl Engine {
             snapshot: RwLock::new(Arc::new(snapshot)),
             rebuilding: Mutex::new(()),
             timing: RwLock::new(timing),
-            vault,
+            vault: vault.map(Arc::new),
             placeholder_key,
-            store,
+            store: Arc::new(store),
+            capture: None,
             waiters: Mutex::new(HashMap::new()),
             recent: Mutex::new(Recent::default()),
             shutting_down: AtomicBool::new(false),
@@ -344,6 +348,42 @@ impl Engine {
     pub fn with_hub(mut self, hub: Arc<HubState>) -> Engine {
         self.hub = Some(hub);
         self
+    }
+
+    /// Captures unknown secrets found in tool results and LLM requests into the vault
+    /// ([`crate::capture`]). Without a vault, or with the mode `off`, nothing changes.
+    pub fn with_capture(mut self, settings: &CaptureSettings) -> Result<Engine> {
+        let Some(vault) = self.vault.clone() else {
+            if settings.mode != CaptureMode::Off {
+                tracing::warn!(
+                    "redact.capture_unknown is set but there is no vault: nothing is captured."
+                );
+            }
+            return Ok(self);
+        };
+        if settings.mode == CaptureMode::Off {
+            return Ok(self);
+        }
+        let sink = Arc::new(VaultSink {
+            vault: vault.clone(),
+            store: self.store.clone(),
+            scope: settings.scope.clone(),
+        });
+        let existing = vault_names(&vault)?;
+        let counts = Outcomes::new(self.metrics.captures.clone());
+        self.capture = Some(Capturer::start(settings, sink, existing, counts)?);
+        Ok(self)
+    }
+
+    /// The capture of unknown secrets for one agent's text from `source` (`tool_result`,
+    /// `egress`), when capture is on.
+    pub fn capture_for(&self, agent: &str, source: &'static str) -> Option<AgentCapture> {
+        self.capture.as_ref().map(|c| c.for_agent(agent, source))
+    }
+
+    /// Captured secrets queued for the vault and not yet written.
+    pub fn captures_pending(&self) -> usize {
+        self.capture.as_ref().map_or(0, |c| c.pending())
     }
 
     /// The Hub link, when enrolled.
@@ -460,7 +500,7 @@ impl Engine {
 
     /// The vault, if the daemon has one.
     pub fn vault(&self) -> Option<&Vault> {
-        self.vault.as_ref()
+        self.vault.as_deref()
     }
 
     /// The approvals and audit store.
@@ -503,7 +543,7 @@ impl Engine {
             policy,
             tier,
             version,
-            self.vault.as_ref(),
+            self.vault.as_deref(),
             self.placeholder_key,
         )?;
         snapshot.bundle = bundle;
@@ -544,6 +584,10 @@ impl Engine {
         }
         drop(snap);
         let redactor = Arc::new(build_redactor(Some(vault), self.placeholder_key)?);
+        if let Some(c) = &self.capture {
+            // A captured secret removed with `clawgate vault rm` is captured again when seen.
+            c.sync_known(vault_names(vault)?);
+        }
         let mut guard = self.snapshot.write().map_err(|_| Error::Poisoned)?;
         let fresh = Arc::new(Snapshot {
             policy: guard.policy.clone(),
@@ -903,12 +947,41 @@ impl Engine {
         let why = if call.tool_kind.as_deref() == Some("code_mode_exec") {
             Some("SECRET_REF is not resolved into Code Mode programs".to_owned())
         } else {
-            secrets::precheck(tool, assessment, &refs, self.vault.as_ref()).err()
+            secrets::precheck(tool, assessment, &refs, self.vault.as_deref())
+                .and_then(|()| self.check_captured(&refs, &ctx.agent))
+                .err()
         };
         if let Some(reason) = &why {
             self.refuse_secrets(tool, hash, reason, &call.params, assessment, ctx)?;
         }
         Ok(why)
+    }
+
+    /// A captured secret goes only to the agent whose traffic it was captured from: another
+    /// agent never saw its value, so handing it over would leak it across agents.
+    fn check_captured(
+        &self,
+        refs: &[clawgate_protocol::SecretName],
+        agent: &str,
+    ) -> std::result::Result<(), String> {
+        for name in refs {
+            if !name
+                .as_str()
+                .starts_with(clawgate_redact::capture::CAPTURED_PREFIX)
+            {
+                continue;
+            }
+            match self.store.captured_by(name.as_str()) {
+                Ok(Some(owner)) if owner != agent => {
+                    return Err(format!(
+                        "SECRET_REF({name}) was captured from another agent's traffic and may only be used by that agent"
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("the capture records failed: {e}")),
+            }
+        }
+        Ok(())
     }
 
     /// Counts, logs (names only) and audits a refused `SECRET_REF` use.
@@ -956,6 +1029,7 @@ impl Engine {
             .ok_or_else(|| "this Clawgate has no vault".to_owned())?;
         if !judged {
             secrets::precheck(tool, assessment, &refs, Some(vault))?;
+            self.check_captured(&refs, &ctx.agent)?;
         }
         let applied = secrets::apply(tool, &call.params, &assessment.hosts, vault)?;
         for (name, var) in &applied.resolved {
@@ -1167,10 +1241,15 @@ impl Engine {
             .get("result")
             .ok_or_else(|| Error::BadRequest("event.result is missing".into()))?;
         let snap = self.fresh_snapshot()?;
-        let redacted = summary::redact_value(&snap.redactor, result);
+        let ctx = CallContext::from_body(body);
+        let redacted = match self.capture_for(&ctx.agent, "tool_result") {
+            Some(capture) => {
+                summary::redact_value_with(result, &|s| snap.redactor.redact_capturing(s, &capture))
+            }
+            None => summary::redact_value(&snap.redactor, result),
+        };
         if redacted != *result {
             self.metrics.redactions.inc();
-            let ctx = CallContext::from_body(body);
             self.store.audit(
                 "tool_result.redacted",
                 &json!({ "tool": event.get("toolName"), "ctx": ctx.audit_fields() }),
@@ -1335,6 +1414,15 @@ fn strip_injected_env(params: &Value) -> Value {
         }
     }
     p
+}
+
+/// The vault's secret names now.
+fn vault_names(vault: &Vault) -> Result<Vec<clawgate_protocol::SecretName>> {
+    Ok(vault
+        .list()?
+        .into_iter()
+        .filter_map(|r| clawgate_protocol::SecretName::new(&r.name).ok())
+        .collect())
 }
 
 fn build_redactor(vault: Option<&Vault>, key: [u8; 32]) -> Result<Redactor> {

@@ -9,6 +9,7 @@
 //! The hook API is specified in `wrapper/openapi.json`; a test checks it against the routes.
 
 pub mod admin;
+pub mod capture;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub(crate) errors: Family<KindLabels, Counter>,
     pub(crate) resolutions: Family<KindLabels, Counter>,
     pub(crate) redactions: Counter,
+    pub(crate) captures: Family<KindLabels, Counter>,
     pub(crate) executed_mismatch: Counter,
     pub(crate) egress_lock_status: Gauge,
     pub(crate) egress_lock_losses: Counter,
@@ -125,6 +126,12 @@ impl Metrics {
             "tool_result_redactions",
             "Tool results in which a secret was redacted",
             redactions.clone(),
+        );
+        let captures = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "secret_captures",
+            "Unknown secrets offered for capture into the vault, by outcome (queued, stored, failed, over_cap, queue_full)",
+            captures.clone(),
         );
         let executed_mismatch = Counter::default();
         registry.register(
@@ -209,6 +216,7 @@ impl Metrics {
             errors,
             resolutions,
             redactions,
+            captures,
             executed_mismatch,
         }
     }

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS approvals (
     uses INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE INDEX IF NOT EXISTS approvals_by_action ON approvals (action_hash, agent, policy_version, status);
+CREATE TABLE IF NOT EXISTS captured_secrets (
+    name TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    detector TEXT NOT NULL,
+    source TEXT NOT NULL,
+    captured_ms INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,
     ts_ms INTEGER NOT NULL,
@@ -51,6 +59,38 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL
 ) STRICT;
 ";
+
+/// Where one captured secret came from (see [`Store::record_captures`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureRecord<'a> {
+    /// Its vault name.
+    pub name: &'a str,
+    /// The rule that found it.
+    pub rule: &'a str,
+    /// `rule` or `entropy`.
+    pub detector: &'a str,
+    /// The agent whose traffic held it.
+    pub agent: &'a str,
+    /// `tool_result` or `egress`.
+    pub source: &'a str,
+}
+
+/// A captured secret's provenance as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaptureInfo {
+    /// Its vault name.
+    pub name: String,
+    /// The agent whose traffic held it.
+    pub agent: String,
+    /// The rule that found it.
+    pub rule: String,
+    /// `rule` or `entropy`.
+    pub detector: String,
+    /// `tool_result` or `egress`.
+    pub source: String,
+    /// When, Unix milliseconds.
+    pub captured_ms: i64,
+}
 
 /// `prev` of the first audit record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -278,6 +318,57 @@ impl Store {
     /// Appends one audit record in its own transaction and returns its sequence number.
     pub fn audit(&self, kind: &str, record: &Value) -> Result<i64> {
         self.write(|tx| append(tx, kind, record))
+    }
+
+    /// Records where captured secrets came from (provenance, never a value) and audits each
+    /// as `secret.captured`, in one transaction. Written before the vault write, so a captured
+    /// secret in the vault always has its provenance (a later failure is audited separately).
+    pub fn record_captures(&self, captures: &[CaptureRecord<'_>]) -> Result<()> {
+        self.write(|tx| {
+            let now = now_ms();
+            for c in captures {
+                tx.execute(
+                    "INSERT OR REPLACE INTO captured_secrets (name, agent, rule, detector, source, captured_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![c.name, c.agent, c.rule, c.detector, c.source, now],
+                )?;
+                append(
+                    tx,
+                    "secret.captured",
+                    &serde_json::json!({ "secret": c.name, "rule": c.rule, "detector": c.detector,
+                                         "source": c.source, "agent": c.agent }),
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The agent a captured secret came from, if `name` was captured.
+    pub fn captured_by(&self, name: &str) -> Result<Option<String>> {
+        let conn = self.lock()?;
+        Ok(conn
+            .prepare_cached("SELECT agent FROM captured_secrets WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Provenance of every captured secret recorded (for `clawgate vault list`).
+    pub fn captures(&self) -> Result<Vec<CaptureInfo>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT name, agent, rule, detector, source, captured_ms FROM captured_secrets ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(CaptureInfo {
+                name: r.get(0)?,
+                agent: r.get(1)?,
+                rule: r.get(2)?,
+                detector: r.get(3)?,
+                source: r.get(4)?,
+                captured_ms: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The last `limit` audit records, oldest first.

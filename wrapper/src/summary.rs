@@ -1,6 +1,8 @@
 //! What the owner is shown and what a grant is bound to: a one-line summary and an action hash,
 //! both computed from parameters with every secret already redacted.
 
+use std::borrow::Cow;
+
 use clawgate_redact::Redactor;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -11,12 +13,17 @@ const MAX_SUMMARY: usize = 240;
 /// `params` with every string redacted (vault values become `SECRET_REF(name)`, other secrets
 /// stable placeholders). Object keys are kept.
 pub fn redact_value(redactor: &Redactor, v: &Value) -> Value {
+    redact_value_with(v, &|s| redactor.redact(s))
+}
+
+/// `v` with every string passed through `redact` (object keys kept).
+pub fn redact_value_with(v: &Value, redact: &dyn Fn(&str) -> Cow<'_, str>) -> Value {
     match v {
-        Value::String(s) => Value::String(redactor.redact(s).into_owned()),
-        Value::Array(a) => Value::Array(a.iter().map(|v| redact_value(redactor, v)).collect()),
+        Value::String(s) => Value::String(redact(s).into_owned()),
+        Value::Array(a) => Value::Array(a.iter().map(|v| redact_value_with(v, redact)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
-                .map(|(k, v)| (k.clone(), redact_value(redactor, v)))
+                .map(|(k, v)| (k.clone(), redact_value_with(v, redact)))
                 .collect(),
         ),
         other => other.clone(),

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clawgate_egress::{
-    Bucket, BucketQuery, Egress, EgressConfig, Provider, SharedRedactor, StaticKeys, TokenTable,
-    UsageStore,
+    AgentId, Bucket, BucketQuery, Egress, EgressConfig, Provider, RedactorSource, SharedRedactor,
+    StaticKeys, TokenTable, UsageStore,
 };
 use clawgate_protocol::SecretString;
-use clawgate_redact::Redactor;
+use clawgate_redact::{Capture, Redactor};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode};
@@ -72,6 +72,38 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with(tweak: impl FnOnce(&mut EgressConfig)) -> Harness {
+    start_capturing(tweak, None).await
+}
+
+/// The shared redactor, plus where unknown secrets are captured (for every agent).
+struct Source {
+    shared: Arc<SharedRedactor>,
+    capture: Option<Arc<dyn Capture>>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("capture", &self.capture.is_some())
+            .finish()
+    }
+}
+
+impl RedactorSource for Source {
+    fn current(&self) -> Option<Arc<Redactor>> {
+        self.shared.current()
+    }
+
+    fn capture(&self, _agent: &AgentId) -> Option<Arc<dyn Capture>> {
+        self.capture.clone()
+    }
+}
+
+/// [`start_with`], unknown secrets offered to `capture`.
+pub async fn start_capturing(
+    tweak: impl FnOnce(&mut EgressConfig),
+    capture: Option<Arc<dyn Capture>>,
+) -> Harness {
     let fake = Fake::start().await;
     let mut config = EgressConfig::default();
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -105,7 +137,10 @@ pub async fn start_with(tweak: impl FnOnce(&mut EgressConfig)) -> Harness {
                     SecretString::new(REAL_OPENROUTER.into()),
                 ),
         ))
-        .redactor(redactor.clone())
+        .redactor(Arc::new(Source {
+            shared: redactor.clone(),
+            capture,
+        }))
         .usage_store(store.clone())
         .build()
         .unwrap();

@@ -219,3 +219,64 @@ async fn a_new_redactor_applies_to_the_next_request_and_none_refuses() {
     assert_eq!(r.headers["x-clawgate-error"], "redactor_unavailable");
     assert!(h.fake.seen().is_empty(), "forwarded without a redactor");
 }
+
+/// Takes every offer, remembering agent-free facts: name, rule and value.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<(String, String, String)>>);
+
+impl clawgate_redact::Capture for Recorder {
+    fn offer(&self, o: &clawgate_redact::Offer<'_>) -> Option<clawgate_protocol::SecretName> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((o.name.to_string(), o.rule.to_owned(), o.value.to_owned()));
+        Some(o.name.clone())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_secrets_in_a_request_are_captured_and_referenced() {
+    const GH: &str = "ghp_N7ITxKLUkX0vyOYx6tzSnWQ36xgB0Oz54321";
+    let rec = Arc::new(Recorder::default());
+    let h = start_capturing(|_| {}, Some(rec.clone())).await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 10, "messages": [
+        {"role": "user", "content": format!("my token is {GH}; the db password is {VAULT_PLAIN}")}]})
+    .to_string();
+    let r = h
+        .call(
+            "POST",
+            "/anthropic/v1/messages",
+            &[("x-api-key", TOKEN_A)],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let up = String::from_utf8_lossy(&h.fake.last().body).into_owned();
+    assert!(!up.contains(GH), "{up}");
+    let taken = rec.0.lock().unwrap().clone();
+    assert_eq!(
+        taken.len(),
+        1,
+        "only the unknown secret is offered: {taken:?}"
+    );
+    let (name, rule, value) = &taken[0];
+    assert_eq!((rule.as_str(), value.as_str()), ("github-pat", GH));
+    assert!(name.starts_with("captured_github-pat_"));
+    assert!(
+        up.contains(&format!(
+            "my token is SECRET_REF({name}); the db password is SECRET_REF(db_password)"
+        )),
+        "{up}"
+    );
+    // The same request again: the same bytes upstream (prompt caching holds).
+    h.call(
+        "POST",
+        "/anthropic/v1/messages",
+        &[("x-api-key", TOKEN_A)],
+        body,
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&h.fake.last().body), up);
+    let m = h.egress.metrics().encode();
+    assert!(!m.contains(GH));
+}
