@@ -230,12 +230,26 @@ impl LiteralSet {
             .collect();
         let mut tiers = Vec::new();
         // The step is as large as the shortest literal allows (more windows indexed per literal,
-        // fewer probes), up to MAX_STEP.
-        if let Some(min) = long.iter().map(|l| l.1.len()).min() {
-            tiers.push(Tier::new(8, (min - 8 + 1).min(MAX_STEP), &long));
-        }
-        if let Some(min) = short.iter().map(|l| l.1.len()).min() {
-            tiers.push(Tier::new(4, min - 4 + 1, &short));
+        // fewer probes), up to MAX_STEP. With short literals present, one tier of 4-byte
+        // windows over all literals probes the text once at the short step; a second, 8-byte
+        // tier for the long ones only pays when its step is much longer (a vault of long
+        // values with a few short ones), since every tier is a pass over the text.
+        let min_long = long.iter().map(|l| l.1.len()).min();
+        let min_short = short.iter().map(|l| l.1.len()).min();
+        match (min_long, min_short) {
+            (Some(long_min), Some(short_min))
+                if (long_min - 8 + 1).min(MAX_STEP) < 2 * (short_min - 4 + 1) =>
+            {
+                tiers.push(Tier::new(4, short_min - 4 + 1, &all));
+            }
+            _ => {
+                if let Some(min) = min_long {
+                    tiers.push(Tier::new(8, (min - 8 + 1).min(MAX_STEP), &long));
+                }
+                if let Some(min) = min_short {
+                    tiers.push(Tier::new(4, min - 4 + 1, &short));
+                }
+            }
         }
         Self {
             tiers,
