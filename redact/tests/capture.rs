@@ -140,6 +140,33 @@ struct Case {
     text: String,
 }
 
+/// `text` redacted by `r` capturing every unknown secret, and `text` redacted by a redactor
+/// whose vault is `known` plus the captured values (`None` when nothing was captured).
+fn capture_then_rebuild(
+    r: &Redactor,
+    known: &[(SecretName, SecretString)],
+    text: &str,
+) -> Option<(String, String)> {
+    let rec = Recorder::default();
+    let captured = r.redact_capturing(text, &rec).into_owned();
+    let taken = rec.taken.into_inner().unwrap();
+    if taken.is_empty() {
+        return None;
+    }
+    let rebuilt = Redactor::builder()
+        .placeholder_key(KEY)
+        .vault_values(known.to_vec())
+        .vault_values(
+            taken
+                .iter()
+                .map(|(n, _, _, v)| (n.parse().unwrap(), SecretString::new(v.clone()))),
+        )
+        .build()
+        .unwrap();
+    let again = rebuilt.redact(text).into_owned();
+    Some((captured, again))
+}
+
 /// Over the whole labelled corpus: capture every unknown secret, put the captured values in the
 /// vault, and the rebuilt redactor must write exactly the same text (prompt caching).
 #[test]
@@ -150,23 +177,10 @@ fn over_the_corpus_the_vault_detector_writes_what_capture_wrote() {
     let mut failures = Vec::new();
     let mut compared = 0;
     for c in &corpus.case {
-        let rec = Recorder::default();
-        let captured = r.redact_capturing(&c.text, &rec).into_owned();
-        let taken = rec.taken.into_inner().unwrap();
-        if taken.is_empty() {
+        let Some((captured, again)) = capture_then_rebuild(&r, &[], &c.text) else {
             continue;
-        }
+        };
         compared += 1;
-        let rebuilt = Redactor::builder()
-            .placeholder_key(KEY)
-            .vault_values(
-                taken
-                    .iter()
-                    .map(|(n, _, _, v)| (n.parse().unwrap(), SecretString::new(v.clone()))),
-            )
-            .build()
-            .unwrap();
-        let again = rebuilt.redact(&c.text);
         if again != captured {
             failures.push(format!(
                 "{}:\n  captured: {captured:?}\n  rebuilt:  {again:?}",
@@ -200,24 +214,11 @@ fn over_generated_documents_the_rebuilt_redactor_writes_what_capture_wrote() {
         .unwrap();
     let (mut compared, mut failures) = (0, Vec::new());
     for doc in corpusgen::corpus(11, 120, &vault) {
-        let rec = Recorder::default();
-        let captured = r.redact_capturing(&doc.text, &rec).into_owned();
-        let taken = rec.taken.into_inner().unwrap();
-        if taken.is_empty() {
+        let Some((captured, again)) = capture_then_rebuild(&r, &known, &doc.text) else {
             continue;
-        }
+        };
         compared += 1;
-        let rebuilt = Redactor::builder()
-            .placeholder_key(KEY)
-            .vault_values(known.clone())
-            .vault_values(
-                taken
-                    .iter()
-                    .map(|(n, _, _, v)| (n.parse().unwrap(), SecretString::new(v.clone()))),
-            )
-            .build()
-            .unwrap();
-        if rebuilt.redact(&doc.text) != captured {
+        if again != captured {
             failures.push(doc.name.clone());
         }
     }
