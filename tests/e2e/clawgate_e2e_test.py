@@ -35,19 +35,18 @@ sys.path.insert(0, str(HERE))
 import fake_llm  # noqa: E402
 import harness  # noqa: E402
 from harness import (  # noqa: E402
-    E2E, MODEL_ANTHROPIC, TIMINGS, HarnessError, HarnessUnavailable, Timed, Tools, require, unix_http_get, wait_until,
+    ClawgateCase, print_timings, MODEL_ANTHROPIC, HarnessError, Timed, require, unix_http_get, wait_until,
 )
 
 CLAWGATE = os.environ.get("CLAWGATE_BIN") or str(REPO / "target" / "release" / "clawgate")
 PLUGIN_DIR = REPO / "wrapper" / "openclaw-plugin"
 WAIT_SECONDS = 45
-REQUIRE = os.environ.get("CLAWGATE_E2E_REQUIRE") == "1"
 
 
 
-class ClawgateE2E(unittest.TestCase):
-    e: E2E
-    maxDiff = None
+class ClawgateE2E(ClawgateCase):
+    CLAWGATE = CLAWGATE
+    BINARIES = ((CLAWGATE, "cargo build --release (or set CLAWGATE_BIN)"),)
 
     # ------------------------------------------------------------------------------------------
     # setup / teardown
@@ -55,16 +54,7 @@ class ClawgateE2E(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            tools = Tools.find(require_chromium=True)
-            if not os.access(CLAWGATE, os.X_OK):
-                raise HarnessUnavailable(f"{CLAWGATE} missing: cargo build --release (or set CLAWGATE_BIN)")
-        except HarnessUnavailable as ex:
-            if REQUIRE:
-                raise
-            raise unittest.SkipTest(str(ex))
-        cls.t_class = time.monotonic()
-        cls.e = E2E(tools=tools)
+        cls.open_world()
         cls.calls: dict[str, list[dict]] = {}       # case -> tool calls the fake issued
         cls.approval_ids: dict[str, str] = {}
         try:
@@ -161,84 +151,12 @@ class ClawgateE2E(unittest.TestCase):
 
         e.start_gateway(timeout=180)
 
-    @classmethod
-    def cg_env(cls, extra: dict | None = None) -> dict:
-        """Env of every clawgate process: no inherited CLAWGATE_*/proxy settings, HOME = the temp HOME."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("CLAWGATE_") and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-        env["HOME"] = str(cls.e.home)
-        env.update(extra or {})
-        return env
-
-    @classmethod
-    def _start_daemon(cls, name: str):
-        log_env = cls.cg_env({"CLAWGATE_LOG": "debug"})
-
-        def healthy():
-            try:
-                return unix_http_get(str(cls.hook_sock), "/v1/health")[0] == 200
-            except OSError:
-                return False
-
-        proc = cls.e.spawn(name, [CLAWGATE, "serve", "--config", str(cls.cg_config)], env=log_env)
-        cls.cg_logs.append(Path(proc.log_path))
-
-        def ready():
-            if not proc.alive():
-                raise HarnessError(f"{name} exited ({proc.popen.returncode})\n{proc.tail()}")
-            return healthy()
-
-        wait_until(ready, 30, f"{name}: GET /v1/health on {cls.hook_sock}", on_fail=proc.tail)
-        cls.daemon = proc
-        return proc
-
-    @classmethod
-    def tearDownClass(cls):
-        with Timed("teardown"):
-            cls.e.close()
-        TIMINGS.append(("TOTAL (class)", time.monotonic() - cls.t_class))
-
-    def setUp(self):
-        # A case that failed early must not leave its script entry for the next one.
-        self.llm.script([])
-
     # ------------------------------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------------------------------
 
-    @classmethod
-    def cg(cls, *args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 30.0):
-        full_env = cls.cg_env(env)
-        return harness.run_cmd([CLAWGATE, *args], env=full_env, cwd=str(cls.e.root), timeout=timeout, stdin=stdin)
-
-    def report(self) -> str:
-        parts = [self.e.failure_report(60)]
-        for p in self.cg_logs:
-            parts.append(f"--- clawgate log tail {p} ---\n{harness.tail(p, 60)}")
-        return "\n".join(parts)
-
-    def assertTurnOk(self, turn):
-        if not turn.ok:
-            self.fail(f"agent turn failed\n{turn.describe()}\n{self.report()}")
-
-    def check(self, cond, msg, turn=None):
-        if not cond:
-            self.fail(f"{msg}\n{turn.describe() if turn else ''}\n{self.report()}")
-
     def remember(self, case: str, turn):
         self.calls.setdefault(case, []).extend(turn.issued_calls)
-
-    def audit(self) -> list[dict]:
-        r = self.cg("audit", "show", "--config", str(self.cg_config), "--json", "--limit", "1000")
-        self.check(r.rc == 0, f"audit show failed\n{r.describe()}")
-        out = []
-        for line in r.stdout.splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                body = rec.get("record")
-                rec["body"] = json.loads(body) if isinstance(body, str) else body
-                out.append(rec)
-        return out
 
     def audit_raw(self) -> str:
         r = self.cg("audit", "show", "--config", str(self.cg_config), "--json", "--limit", "1000")
@@ -675,9 +593,13 @@ class ClawgateE2E(unittest.TestCase):
                             ("github token typed", ghp_typed), ("agent token", self.agent_token)):
             self.check(value not in wire, f"the {name} reached the model provider", turn)
         # What the user typed reached the provider redacted by the proxy (the tool result was
-        # already redacted by the hook server).
-        self.check("SECRET_REF(demo)" in json.dumps([r["body"] for r in reqs[:1]], ensure_ascii=False),
-                   "the typed secret did not arrive as SECRET_REF(demo)", turn)
+        # already redacted by the hook server). Found by its text, not by position: a retry the
+        # gateway still owed an earlier case (test_10 killed the daemon) can arrive first.
+        typed = [json.dumps(r["body"], ensure_ascii=False) for r in reqs]
+        typed = [body for body in typed if "Read my notes." in body]
+        self.check(typed and all("SECRET_REF(demo)" in body for body in typed),
+                   f"the typed secret did not arrive as SECRET_REF(demo) ({len(typed)} requests hold the message)",
+                   turn)
         # The provider got the real key from the vault, never the local token.
         for r in reqs:
             headers = {k.lower(): v for k, v in r["headers"].items()}
@@ -693,10 +615,7 @@ class ClawgateE2E(unittest.TestCase):
 
 
 def tearDownModule():
-    if TIMINGS:
-        sys.stderr.write("\n=== timings ===\n")
-        for name, secs in TIMINGS:
-            sys.stderr.write(f"  {secs:7.1f}s  {name}\n")
+    print_timings()
 
 
 if __name__ == "__main__":

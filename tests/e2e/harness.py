@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -1000,3 +1001,115 @@ def unix_http_get(sock_path: str, path: str, timeout: float = 2.0) -> tuple[int,
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body.decode("utf-8", "replace")
+
+
+def print_timings() -> None:
+    """The step timings, for a suite's tearDownModule."""
+    if TIMINGS:
+        sys.stderr.write("\n=== timings ===\n")
+        for name, secs in TIMINGS:
+            sys.stderr.write(f"  {secs:7.1f}s  {name}\n")
+
+
+class ClawgateCase(unittest.TestCase):
+    """What the suites that run one `clawgate serve` in one E2E world share: opening the world
+    (skipped, or failed under CLAWGATE_E2E_REQUIRE=1, when a prerequisite is missing), the
+    clean environment of clawgate processes, starting the daemon and waiting for its health,
+    the `cg` command, failure reports, the audit log, and closing the world.
+
+    A suite sets CLAWGATE (the binary), BINARIES (every binary it needs, with the hint shown
+    when one is missing) and ENV_PREFIXES, and the attributes its setUpClass builds: cg_config,
+    cg_logs, hook_sock, llm."""
+
+    e: E2E
+    maxDiff = None
+    CLAWGATE: str = ""
+    BINARIES: tuple[tuple[str, str], ...] = ()
+    #: Inherited variables with these prefixes are dropped from every clawgate process's env.
+    ENV_PREFIXES: tuple[str, ...] = ("CLAWGATE_",)
+
+    @classmethod
+    def open_world(cls) -> None:
+        try:
+            tools = Tools.find(require_chromium=True)
+            for binary, hint in cls.BINARIES:
+                if not os.access(binary, os.X_OK):
+                    raise HarnessUnavailable(f"{binary} missing: {hint}")
+        except HarnessUnavailable as ex:
+            if os.environ.get("CLAWGATE_E2E_REQUIRE") == "1":
+                raise
+            raise unittest.SkipTest(str(ex))
+        cls.t_class = time.monotonic()
+        cls.e = E2E(tools=tools)
+
+    @classmethod
+    def tearDownClass(cls):
+        with Timed("teardown"):
+            cls.e.close()
+        TIMINGS.append(("TOTAL (class)", time.monotonic() - cls.t_class))
+
+    def setUp(self):
+        # A case that failed early must not leave its script entry for the next one.
+        self.llm.script([])
+
+    @classmethod
+    def cg_env(cls, extra: dict | None = None) -> dict:
+        """Env of every clawgate process: no inherited ENV_PREFIXES/proxy settings, HOME = the temp HOME."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(cls.ENV_PREFIXES) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+        env["HOME"] = str(cls.e.home)
+        env.update(extra or {})
+        return env
+
+    @classmethod
+    def cg(cls, *args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 30.0):
+        return run_cmd([cls.CLAWGATE, *args], env=cls.cg_env(env), cwd=str(cls.e.root), timeout=timeout, stdin=stdin)
+
+    @classmethod
+    def _start_daemon(cls, name: str):
+        proc = cls.e.spawn(name, [cls.CLAWGATE, "serve", "--config", str(cls.cg_config)],
+                           env=cls.cg_env({"CLAWGATE_LOG": "debug"}))
+        cls.cg_logs.append(Path(proc.log_path))
+
+        def ready():
+            if not proc.alive():
+                raise HarnessError(f"{name} exited ({proc.popen.returncode})\n{proc.tail()}")
+            try:
+                return unix_http_get(str(cls.hook_sock), "/v1/health")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(ready, 30, f"{name}: GET /v1/health on {cls.hook_sock}", on_fail=proc.tail)
+        cls.daemon = proc
+        return proc
+
+    def extra_report(self) -> list[str]:
+        """More diagnostics for a failure report (a suite's own services)."""
+        return []
+
+    def report(self) -> str:
+        parts = [self.e.failure_report(60)]
+        for p in self.cg_logs:
+            parts.append(f"--- clawgate log tail {p} ---\n{tail(p, 60)}")
+        parts.extend(self.extra_report())
+        return "\n".join(parts)
+
+    def assertTurnOk(self, turn):
+        if not turn.ok:
+            self.fail(f"agent turn failed\n{turn.describe()}\n{self.report()}")
+
+    def check(self, cond, msg, turn=None):
+        if not cond:
+            self.fail(f"{msg}\n{turn.describe() if turn else ''}\n{self.report()}")
+
+    def audit(self) -> list[dict]:
+        r = self.cg("audit", "show", "--config", str(self.cg_config), "--json", "--limit", "1000")
+        self.check(r.rc == 0, f"audit show failed\n{r.describe()}")
+        out = []
+        for line in r.stdout.splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                body = rec.get("record")
+                rec["body"] = json.loads(body) if isinstance(body, str) else body
+                out.append(rec)
+        return out

@@ -51,7 +51,7 @@ sys.path.insert(0, str(HERE))
 import fake_llm  # noqa: E402
 import harness  # noqa: E402
 from harness import (  # noqa: E402
-    E2E, TIMINGS, HarnessError, HarnessUnavailable, Timed, Tools, require, unix_http_get, wait_until,
+    ClawgateCase, print_timings, TIMINGS, HarnessError, Timed, require, unix_http_get, wait_until,
 )
 
 
@@ -72,7 +72,6 @@ BUNDLE_KEY_ID = "e2e-bundle-key"
 # The appliance long-polls the Hub's event channel for 25 s (wrapper/src/hublink POLL_WAIT); a
 # bundle in force well before that came with the event the publish announced, not with a re-poll.
 BUNDLE_ROUND_TRIP_BOUND = 10.0
-REQUIRE = os.environ.get("CLAWGATE_E2E_REQUIRE") == "1"
 
 
 
@@ -134,9 +133,11 @@ class PinnedHub:
         return self.json("GET", "/admin/overview")
 
 
-class HubE2E(unittest.TestCase):
-    e: E2E
-    maxDiff = None
+class HubE2E(ClawgateCase):
+    CLAWGATE = CLAWGATE
+    BINARIES = ((CLAWGATE, "cargo build --workspace (or set CLAWGATE_BIN)"),
+                (DEVHUB, "cargo build --workspace (or set CLAWGATE_DEVHUB_BIN)"))
+    ENV_PREFIXES = ("CLAWGATE_", "DEVHUB_")
 
     # ------------------------------------------------------------------------------------------
     # setup / teardown
@@ -144,17 +145,7 @@ class HubE2E(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        try:
-            tools = Tools.find(require_chromium=True)
-            for b, hint in ((CLAWGATE, "CLAWGATE_BIN"), (DEVHUB, "CLAWGATE_DEVHUB_BIN")):
-                if not os.access(b, os.X_OK):
-                    raise HarnessUnavailable(f"{b} missing: cargo build --workspace (or set {hint})")
-        except HarnessUnavailable as ex:
-            if REQUIRE:
-                raise
-            raise unittest.SkipTest(str(ex))
-        cls.t_class = time.monotonic()
-        cls.e = E2E(tools=tools)
+        cls.open_world()
         cls.page_texts: list[str] = []          # what headless Chromium rendered of the Hub page
         try:
             with Timed("setup: dev Hub + enroll + fake LLM + clawgate serve + configure + gateway"):
@@ -249,86 +240,22 @@ class HubE2E(unittest.TestCase):
                 entry)
         e.start_gateway(timeout=180)
 
-    @classmethod
-    def cg_env(cls, extra: dict | None = None) -> dict:
-        """Env of every clawgate / dev Hub process: no inherited CLAWGATE_*/proxy settings, temp HOME."""
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CLAWGATE_", "DEVHUB_")) and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-        env["HOME"] = str(cls.e.home)
-        env.update(extra or {})
-        return env
-
-    @classmethod
-    def _start_daemon(cls, name: str):
-        proc = cls.e.spawn(name, [CLAWGATE, "serve", "--config", str(cls.cg_config)],
-                           env=cls.cg_env({"CLAWGATE_LOG": "debug"}))
-        cls.cg_logs.append(Path(proc.log_path))
-
-        def ready():
-            if not proc.alive():
-                raise HarnessError(f"{name} exited ({proc.popen.returncode})\n{proc.tail()}")
-            try:
-                return unix_http_get(str(cls.hook_sock), "/v1/health")[0] == 200
-            except OSError:
-                return False
-
-        wait_until(ready, 30, f"{name}: GET /v1/health on {cls.hook_sock}", on_fail=proc.tail)
-        cls.daemon = proc
-        return proc
-
-    @classmethod
-    def tearDownClass(cls):
-        with Timed("teardown"):
-            cls.e.close()
-        TIMINGS.append(("TOTAL (class)", time.monotonic() - cls.t_class))
-
-    def setUp(self):
-        self.llm.script([])
-
     # ------------------------------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------------------------------
 
-    @classmethod
-    def cg(cls, *args: str, stdin: str | None = None, env: dict | None = None, timeout: float = 30.0):
-        return harness.run_cmd([CLAWGATE, *args], env=cls.cg_env(env), cwd=str(cls.e.root), timeout=timeout,
-                               stdin=stdin)
-
     def health(self) -> dict:
         return json.loads(unix_http_get(str(self.hook_sock), "/v1/health")[1])
 
-    def report(self) -> str:
-        parts = [self.e.failure_report(60)]
-        for p in self.cg_logs:
-            parts.append(f"--- clawgate log tail {p} ---\n{harness.tail(p, 60)}")
-        parts.append(f"--- dev Hub log tail ---\n{self.hub_proc.tail(40)}")
+    def extra_report(self) -> list[str]:
+        parts = [f"--- dev Hub log tail ---\n{self.hub_proc.tail(40)}"]
         try:
             ov = self.hub.overview()
             parts.append("--- dev Hub overview (pending/decided/bundle_reports) ---\n" + json.dumps(
                 {k: ov.get(k) for k in ("pending", "decided", "bundles", "bundle_reports")}, indent=1)[:4000])
         except Exception as ex:  # noqa: BLE001 - diagnostics only
             parts.append(f"(dev Hub overview failed: {ex!r})")
-        return "\n".join(parts)
-
-    def assertTurnOk(self, turn):
-        if not turn.ok:
-            self.fail(f"agent turn failed\n{turn.describe()}\n{self.report()}")
-
-    def check(self, cond, msg, turn=None):
-        if not cond:
-            self.fail(f"{msg}\n{turn.describe() if turn else ''}\n{self.report()}")
-
-    def audit(self) -> list[dict]:
-        r = self.cg("audit", "show", "--config", str(self.cg_config), "--json", "--limit", "1000")
-        self.check(r.rc == 0, f"audit show failed\n{r.describe()}")
-        out = []
-        for line in r.stdout.splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                body = rec.get("record")
-                rec["body"] = json.loads(body) if isinstance(body, str) else body
-                out.append(rec)
-        return out
+        return parts
 
     def turn_in_thread(self, runner):
         box: dict = {}
@@ -568,10 +495,7 @@ class HubE2E(unittest.TestCase):
 
 
 def tearDownModule():
-    if TIMINGS:
-        sys.stderr.write("\n=== timings ===\n")
-        for name, secs in TIMINGS:
-            sys.stderr.write(f"  {secs:7.1f}s  {name}\n")
+    print_timings()
 
 
 if __name__ == "__main__":
