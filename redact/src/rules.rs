@@ -930,7 +930,9 @@ struct CompiledRule {
 
 /// Cheaper ways to run a rule that give the same findings, proven from its pattern when it is
 /// compiled. A rule whose pattern proves nothing runs the plain way: a window around each
-/// keyword hit, searched left to right.
+/// keyword hit, searched left to right. ("The same": for every match within `back`/`fwd` of
+/// the keyword it holds. Cut windows no longer borrow reach from a neighbouring hit's window
+/// across whitespace, which could only matter for a URL userinfo longer than `fwd`.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Shortcuts {
     /// The secret is always the whole match (`\b(ghp_…)\b`, most token formats): only the
