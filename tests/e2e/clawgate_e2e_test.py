@@ -52,21 +52,12 @@ class ClawgateE2E(ClawgateCase):
     # setup / teardown
     # ------------------------------------------------------------------------------------------
 
-    @classmethod
-    def setUpClass(cls):
-        cls.open_world()
-        cls.calls: dict[str, list[dict]] = {}       # case -> tool calls the fake issued
-        cls.approval_ids: dict[str, str] = {}
-        try:
-            with Timed("setup: fake LLM + clawgate serve + configure + gateway"):
-                cls._setup_world()
-        except BaseException:
-            sys.stderr.write("\n" + cls.e.failure_report() + "\n")
-            cls.e.close(failed=True)
-            raise
+    SETUP = "setup: fake LLM + clawgate serve + configure + gateway"
 
     @classmethod
     def _setup_world(cls):
+        cls.calls: dict[str, list[dict]] = {}       # case -> tool calls the fake issued
+        cls.approval_ids: dict[str, str] = {}
         e = cls.e
         # HOME of every OpenClaw process (and of the shell `exec` runs) is the world's temp HOME:
         # `rm -rf ~/` can only ever hit that.
@@ -178,25 +169,6 @@ class ClawgateE2E(ClawgateCase):
             return None
         return wait_until(find, timeout, f"pending approval for {needle!r}", interval=0.3,
                           on_fail=self.report)
-
-    def turn_in_thread(self, runner):
-        box: dict = {}
-
-        def run():
-            try:
-                box["turn"] = runner()
-            except BaseException as ex:  # noqa: BLE001 - re-raised in the main thread
-                box["error"] = ex
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        return t, box
-
-    def join_turn(self, t: threading.Thread, box: dict, timeout: float):
-        t.join(timeout)
-        self.check(not t.is_alive(), f"turn still running after {timeout}s")
-        if "error" in box:
-            raise box["error"]
-        return box["turn"]
 
     def canary(self, name: str) -> Path:
         p = self.e.home / name

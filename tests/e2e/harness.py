@@ -1028,6 +1028,25 @@ class ClawgateCase(unittest.TestCase):
     #: Inherited variables with these prefixes are dropped from every clawgate process's env.
     ENV_PREFIXES: tuple[str, ...] = ("CLAWGATE_",)
 
+    #: The timing label of the suite's setup.
+    SETUP: str = "setup"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.open_world()
+        try:
+            with Timed(cls.SETUP):
+                cls._setup_world()
+        except BaseException:
+            sys.stderr.write("\n" + cls.e.failure_report() + "\n")
+            cls.e.close(failed=True)
+            raise
+
+    @classmethod
+    def _setup_world(cls) -> None:
+        """The suite's world: fake LLM, clawgate serve, gateway… (cls.e is open)."""
+        raise NotImplementedError
+
     @classmethod
     def open_world(cls) -> None:
         try:
@@ -1101,6 +1120,26 @@ class ClawgateCase(unittest.TestCase):
     def check(self, cond, msg, turn=None):
         if not cond:
             self.fail(f"{msg}\n{turn.describe() if turn else ''}\n{self.report()}")
+
+    def turn_in_thread(self, runner):
+        """Runs an agent turn in a thread (it waits on an approval the test gives meanwhile)."""
+        box: dict = {}
+
+        def run():
+            try:
+                box["turn"] = runner()
+            except BaseException as ex:  # noqa: BLE001 - re-raised in the main thread
+                box["error"] = ex
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t, box
+
+    def join_turn(self, t: threading.Thread, box: dict, timeout: float):
+        t.join(timeout)
+        self.check(not t.is_alive(), f"turn still running after {timeout}s")
+        if "error" in box:
+            raise box["error"]
+        return box["turn"]
 
     def audit(self) -> list[dict]:
         r = self.cg("audit", "show", "--config", str(self.cg_config), "--json", "--limit", "1000")

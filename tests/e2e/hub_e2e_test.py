@@ -143,20 +143,11 @@ class HubE2E(ClawgateCase):
     # setup / teardown
     # ------------------------------------------------------------------------------------------
 
-    @classmethod
-    def setUpClass(cls):
-        cls.open_world()
-        cls.page_texts: list[str] = []          # what headless Chromium rendered of the Hub page
-        try:
-            with Timed("setup: dev Hub + enroll + fake LLM + clawgate serve + configure + gateway"):
-                cls._setup_world()
-        except BaseException:
-            sys.stderr.write("\n" + cls.e.failure_report() + "\n")
-            cls.e.close(failed=True)
-            raise
+    SETUP = "setup: dev Hub + enroll + fake LLM + clawgate serve + configure + gateway"
 
     @classmethod
     def _setup_world(cls):
+        cls.page_texts: list[str] = []          # what headless Chromium rendered of the Hub page
         e = cls.e
         require(Path(e.env()["HOME"]) == e.home and str(e.home).startswith(str(e.root)), e.env()["HOME"])
         cls.llm = e.start_fake_llm()
@@ -256,25 +247,6 @@ class HubE2E(ClawgateCase):
         except Exception as ex:  # noqa: BLE001 - diagnostics only
             parts.append(f"(dev Hub overview failed: {ex!r})")
         return parts
-
-    def turn_in_thread(self, runner):
-        box: dict = {}
-
-        def run():
-            try:
-                box["turn"] = runner()
-            except BaseException as ex:  # noqa: BLE001 - re-raised in the main thread
-                box["error"] = ex
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        return t, box
-
-    def join_turn(self, t: threading.Thread, box: dict, timeout: float):
-        t.join(timeout)
-        self.check(not t.is_alive(), f"turn still running after {timeout}s")
-        if "error" in box:
-            raise box["error"]
-        return box["turn"]
 
     def wait_hub_pending(self, needle: str, thread: threading.Thread, timeout: float = 40.0) -> dict:
         """The approval request for `needle` as the dev Hub holds it (pending)."""

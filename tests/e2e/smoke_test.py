@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
-import time
 import unittest
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,9 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
-from harness import E2E, MODEL_ANTHROPIC, HarnessUnavailable, PluginSpec, Tools  # noqa: E402
+from harness import E2E, MODEL_ANTHROPIC, HarnessUnavailable, PluginSpec, Timed, Tools, print_timings  # noqa: E402
 
-TIMINGS: list[tuple[str, float]] = []
 
 PROBE_ID = "e2e-probe"
 PROBE_MANIFEST = {
@@ -109,20 +106,6 @@ def read_events(path: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-class Timed:
-    def __init__(self, name: str):
-        self.name = name
-
-    def __enter__(self):
-        self.t0 = time.monotonic()
-        return self
-
-    def __exit__(self, *exc):
-        self.elapsed = time.monotonic() - self.t0
-        TIMINGS.append((self.name, self.elapsed))
-        return False
 
 
 def tools_or_skip(require_chromium=False) -> Tools:
@@ -534,10 +517,7 @@ class FakeLLMWire(unittest.TestCase):
 
 
 def tearDownModule():
-    if TIMINGS:
-        sys.stderr.write("\n=== timings ===\n")
-        for name, secs in TIMINGS:
-            sys.stderr.write(f"  {secs:7.1f}s  {name}\n")
+    print_timings()
 
 
 if __name__ == "__main__":
