@@ -66,7 +66,7 @@ pub mod vault;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use clawgate_protocol::{SecretName, SecretString};
 use hmac::{Hmac, Mac};
@@ -131,7 +131,7 @@ pub struct Redactor {
     /// Vault values, kept apart from the other detectors: [`Redactor::redact_parts`] also runs
     /// it across the boundaries between strings.
     vault: Option<vault::VaultDetector>,
-    detectors: Vec<Box<dyn Detector>>,
+    detectors: Vec<Arc<dyn Detector>>,
     placeholder_key: Zeroizing<[u8; 32]>,
     cache: cache::ResultCache,
 }
@@ -222,17 +222,17 @@ impl RedactorBuilder {
 
     /// Compiles the detectors.
     pub fn build(self) -> Result<Redactor, Error> {
-        let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
+        let mut detectors: Vec<Arc<dyn Detector>> = Vec::new();
         let vault = if self.vault.is_empty() {
             None
         } else {
             Some(vault::VaultDetector::new(&self.vault)?)
         };
         if !self.no_rules {
-            detectors.push(Box::new(rules::RuleDetector::new()?));
+            detectors.push(default_rule_detector()?);
         }
         if !self.no_entropy {
-            detectors.push(Box::new(entropy::EntropyDetector::new()?));
+            detectors.push(Arc::new(entropy::EntropyDetector::new()?));
         }
         let placeholder_key = self
             .placeholder_key
@@ -519,6 +519,18 @@ impl Redactor {
     pub fn placeholder(&self, rule: &str, value: &str) -> String {
         placeholder_with(self.keyed_mac(), rule, value)
     }
+}
+
+/// The default rules, compiled once per process and shared by every redactor: they do not
+/// depend on the vault, and the daemon builds a new redactor on every vault change (compiling
+/// and analysing the rules' regexes was most of a 1,000-value build).
+fn default_rule_detector() -> Result<Arc<rules::RuleDetector>, Error> {
+    static COMPILED: OnceLock<Arc<rules::RuleDetector>> = OnceLock::new();
+    if let Some(rules) = COMPILED.get() {
+        return Ok(Arc::clone(rules));
+    }
+    let rules = Arc::new(rules::RuleDetector::new()?);
+    Ok(Arc::clone(COMPILED.get_or_init(|| rules)))
 }
 
 fn placeholder_with(mac: Hmac<Sha256>, rule: &str, value: &str) -> String {

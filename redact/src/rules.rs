@@ -7,7 +7,6 @@ use std::ops::Range;
 
 use base64::Engine;
 use regex_automata::util::captures::Captures;
-use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, meta};
 use regex_syntax::hir::{Class, Hir, HirKind, literal};
 
@@ -1009,33 +1008,49 @@ impl RuleDetector {
     }
 }
 
-/// A byte-oriented regex (ASCII classes, no UTF-8 requirement), as `regex::bytes` builds them.
-fn compile(pattern: &str, id: &str) -> Result<meta::Regex, Error> {
+/// A pattern parsed as a byte-oriented regex (ASCII classes, no UTF-8 requirement), as
+/// `regex::bytes` parses them.
+fn parse(pattern: &str, id: &str) -> Result<Hir, Error> {
+    regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .map_err(|e| build_error(id, &e))
+}
+
+/// The regex of a parsed pattern.
+fn compile(hir: &Hir, id: &str) -> Result<meta::Regex, Error> {
     meta::Regex::builder()
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
         .configure(
             meta::Config::new()
                 .utf8_empty(false)
                 .nfa_size_limit(Some(8 << 20)),
         )
-        .build(pattern)
-        .map_err(|e| Error::Build {
-            what: "credential rules",
-            reason: format!("{id}: {e}"),
-        })
+        .build_from_hir(hir)
+        .map_err(|e| build_error(id, &e))
+}
+
+fn build_error(id: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::Build {
+        what: "credential rules",
+        reason: format!("{id}: {e}"),
+    }
 }
 
 impl CompiledRule {
     fn new(spec: RuleSpec) -> Result<Self, Error> {
-        let regex = compile(spec.pattern, spec.id)?;
+        // Parsed once: the regex and the shortcut analysis read the same tree.
+        let hir = parse(spec.pattern, spec.id)?;
+        let regex = compile(&hir, spec.id)?;
         let needs = if spec.needs.is_empty() {
             None
         } else {
             let alternation: Vec<String> = spec.needs.iter().map(|n| regex::escape(n)).collect();
-            Some(compile(&alternation.join("|"), spec.id)?)
+            Some(compile(&parse(&alternation.join("|"), spec.id)?, spec.id)?)
         };
         Ok(CompiledRule {
-            shortcuts: Shortcuts::of(&spec),
+            shortcuts: Shortcuts::of(&hir, spec.keywords),
             spec,
             regex,
             needs,
@@ -1147,26 +1162,16 @@ impl CompiledRule {
 }
 
 impl Shortcuts {
-    /// The shortcuts `spec`'s pattern proves (none when it does not parse; the regex build
-    /// reports that).
-    fn of(spec: &RuleSpec) -> Self {
-        let Ok(hir) = regex_syntax::ParserBuilder::new()
-            .unicode(false)
-            .utf8(false)
-            .build()
-            .parse(spec.pattern)
-        else {
-            return Self::default();
-        };
-        let keywords: Vec<Vec<u8>> = spec
-            .keywords
+    /// The shortcuts a rule's parsed pattern proves, given its keywords.
+    fn of(hir: &Hir, keywords: &[&str]) -> Self {
+        let keywords: Vec<Vec<u8>> = keywords
             .iter()
             .map(|k| k.as_bytes().to_ascii_lowercase())
             .collect();
         Shortcuts {
-            secret_is_match: secret_is_whole_match(&hir),
-            anchored: starts_with_keyword(&hir, &keywords),
-            no_whitespace: !can_match_whitespace(&hir) && requires_keyword(&hir, &keywords),
+            secret_is_match: secret_is_whole_match(hir),
+            anchored: starts_with_keyword(hir, &keywords),
+            no_whitespace: !can_match_whitespace(hir) && requires_keyword(hir, &keywords),
         }
     }
 }
@@ -1316,11 +1321,15 @@ impl Detector for RuleDetector {
 mod shortcut_tests {
     use super::*;
 
+    fn shortcuts(spec: &RuleSpec) -> Shortcuts {
+        Shortcuts::of(&parse(spec.pattern, spec.id).unwrap(), spec.keywords)
+    }
+
     /// Rule ids with a shortcut, each variant once (`password-assignment` has several).
     fn with(shortcut: impl Fn(&Shortcuts) -> bool) -> Vec<&'static str> {
         let mut ids: Vec<&str> = default_rules()
             .iter()
-            .filter(|r| shortcut(&Shortcuts::of(r)))
+            .filter(|r| shortcut(&shortcuts(r)))
             .map(|r| r.id)
             .collect();
         ids.dedup();
@@ -1374,7 +1383,7 @@ mod shortcut_tests {
             .into_iter()
             .find(|r| r.pattern.starts_with(r"(?i)\(\s*"))
             .unwrap();
-        assert!(!Shortcuts::of(&setenv).anchored);
+        assert!(!shortcuts(&setenv).anchored);
     }
 
     #[test]
@@ -1385,7 +1394,7 @@ mod shortcut_tests {
             keywords,
             ..rule("t", &[], "", 0, 0)
         };
-        let cut = |s: RuleSpec| Shortcuts::of(&s).no_whitespace;
+        let cut = |s: RuleSpec| shortcuts(&s).no_whitespace;
         assert!(cut(spec("a+://b+", &["://"])));
         assert!(!cut(spec("a+:// b+", &["://"])), "a space in a literal");
         assert!(!cut(spec(r"a+://\s*b+", &["://"])), "a class with spaces");
