@@ -22,6 +22,9 @@ use crate::cache::RedactionCache;
 use crate::config::Provider;
 use crate::error::Refusal;
 
+mod unescape;
+use unescape::unescape;
+
 /// Where a request goes: its provider and the path after the route (`""` or starting with `/`).
 pub(crate) fn route(path: &str) -> Option<(Provider, &str)> {
     let trimmed = path.strip_prefix('/')?;
@@ -499,10 +502,11 @@ fn redact_json_string(
     escaped: bool,
     capture: Option<&dyn Capture>,
 ) -> Result<Redacted, Refusal> {
+    let raw = &quoted[1..quoted.len() - 1];
     let decoded: Cow<'_, str> = if escaped {
-        Cow::Owned(serde_json::from_str::<String>(quoted).map_err(|e| bad_json(&format!("{e}")))?)
+        Cow::Owned(unescape(raw).map_err(|e| bad_json(&e.to_string()))?)
     } else {
-        Cow::Borrowed(&quoted[1..quoted.len() - 1])
+        Cow::Borrowed(raw)
     };
     // One scan gives both the text and what to report (a second scan doubled the cost of
     // every string holding a secret).
