@@ -531,20 +531,29 @@ fn redact_json_string(
 }
 
 /// The closing quote of the JSON string opening at `start`, and whether it holds an escape.
+///
+/// The body is valid JSON here (serde_json checked it first), so a quote closes the string
+/// exactly when an even number of backslashes precede it: escapes pair them up, and no escape
+/// ends in a backslash unless it is `\\`. Jumping from quote to quote skips the `\n` in every
+/// line of prompt text, which a search for quotes *or* backslashes stopped at.
 fn string_end(bytes: &[u8], start: usize) -> Result<(usize, bool), Refusal> {
-    let mut i = start + 1;
-    let mut escaped = false;
+    let content = start + 1;
+    let mut from = content;
     loop {
-        let Some(o) = bytes.get(i..).and_then(|b| memchr::memchr2(b'"', b'\\', b)) else {
+        let Some(off) = bytes.get(from..).and_then(|b| memchr::memchr(b'"', b)) else {
             return Err(bad_json("unterminated string"));
         };
-        let j = i + o;
-        if bytes[j] == b'\\' {
-            escaped = true;
-            i = j + 2;
-        } else {
-            return Ok((j, escaped));
+        let quote = from + off;
+        let backslashes = bytes[content..quote]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        if backslashes % 2 == 0 {
+            let escaped = memchr::memchr(b'\\', &bytes[content..quote]).is_some();
+            return Ok((quote, escaped));
         }
+        from = quote + 1;
     }
 }
 
