@@ -99,8 +99,9 @@ pub(crate) enum UsageCommand {
         #[arg(long, value_name = "N")]
         hours: Option<u32>,
         /// One JSON array of {"agent","provider","model","hour","input","output",
-        /// "cache_read","cache_write","requests","incomplete","cost_micros"} (hour: unix seconds;
-        /// cost_micros: micro-dollars at the configured prices, null when the model has none).
+        /// "cache_read","cache_write","cache_write_1h","requests","incomplete","cost_micros"}
+        /// (hour: unix seconds; cache_write_1h: the one-hour part of cache_write; cost_micros:
+        /// micro-dollars at the configured prices, null when the model has none).
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -108,6 +108,7 @@ fn row_json(b: &Bucket, cost: Option<u64>) -> serde_json::Value {
     json!({ "agent": b.agent, "provider": b.provider, "model": b.model, "hour": b.hour,
             "input": b.usage.input, "output": b.usage.output,
             "cache_read": b.usage.cache_read, "cache_write": b.usage.cache_write,
+            "cache_write_1h": b.usage.cache_write_1h,
             "requests": b.requests, "incomplete": b.incomplete, "cost_micros": cost })
 }
 
@@ -143,6 +144,7 @@ mod tests {
                 output,
                 cache_read: 1000,
                 cache_write: 0,
+                cache_write_1h: 0,
             },
             requests: 1,
             incomplete: 0,

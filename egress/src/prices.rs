@@ -5,7 +5,7 @@
 //! The built-in table is `egress/prices.toml` ([`Prices::builtin`]); the operator adds or
 //! replaces entries ([`Prices::with_overrides`], `[egress.prices]` in clawgate.toml). Keys are
 //! `"<route>/<model>"`, e.g. `"anthropic/claude-sonnet-4-5"`; every entry needs all four
-//! prices, and a negative, non-finite or absurd price, an unknown field or a key that names no
+//! prices (a fifth, `cache_write_1h`, is optional: see [`PriceUsd::cache_write_1h`]), and a negative, non-finite or absurd price, an unknown field or a key that names no
 //! provider route is refused (the daemon does not start on it).
 //!
 //! Matching a model ([`Prices::lookup`]), case-insensitively:
@@ -44,8 +44,8 @@ pub const MICROS_PER_USD: u64 = 1_000_000;
 /// a typo (a price per token written as per thousand, say) is caught.
 const MAX_USD_PER_MTOK: f64 = 10_000.0;
 
-/// One model's price as written: USD per million tokens (`input = 3.0` …). Every field is
-/// required and no other is accepted.
+/// One model's price as written: USD per million tokens (`input = 3.0` …). Every field but
+/// `cache_write_1h` is required, and no other is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceUsd {
@@ -55,8 +55,13 @@ pub struct PriceUsd {
     pub output: f64,
     /// Input tokens read from the provider's prompt cache.
     pub cache_read: f64,
-    /// Input tokens written to the provider's prompt cache.
+    /// Input tokens written to the provider's prompt cache (with the five-minute lifetime, where
+    /// the provider offers two).
     pub cache_write: f64,
+    /// Input tokens written to the prompt cache with a one-hour lifetime (only Anthropic
+    /// reports these). Default: twice `input`, Anthropic's published rule.
+    #[serde(default)]
+    pub cache_write_1h: Option<f64>,
 }
 
 /// One model's price in micro-dollars per million tokens, per token kind.
@@ -68,8 +73,10 @@ pub struct Price {
     pub output: u64,
     /// Cache reads.
     pub cache_read: u64,
-    /// Cache writes.
+    /// Cache writes (five-minute lifetime).
     pub cache_write: u64,
+    /// Cache writes with a one-hour lifetime.
+    pub cache_write_1h: u64,
 }
 
 impl Price {
@@ -80,16 +87,25 @@ impl Price {
             output: micros_per_mtok(p.output, what, "output")?,
             cache_read: micros_per_mtok(p.cache_read, what, "cache_read")?,
             cache_write: micros_per_mtok(p.cache_write, what, "cache_write")?,
+            cache_write_1h: micros_per_mtok(
+                p.cache_write_1h.unwrap_or(2.0 * p.input),
+                what,
+                "cache_write_1h",
+            )?,
         })
     }
 
     /// What `usage` costs, in micro-dollars, rounded up (a budget never undercounts), saturating.
     pub fn cost_micros(&self, usage: &Usage) -> u64 {
         let term = |tokens: u64, rate: u64| u128::from(tokens).saturating_mul(u128::from(rate));
+        // One-hour writes are part of `cache_write`; a report claiming more of them than writes
+        // in all is priced as all one-hour (the dearer reading).
+        let written_1h = usage.cache_write_1h.min(usage.cache_write);
         let sum = term(usage.input, self.input)
             .saturating_add(term(usage.output, self.output))
             .saturating_add(term(usage.cache_read, self.cache_read))
-            .saturating_add(term(usage.cache_write, self.cache_write));
+            .saturating_add(term(usage.cache_write - written_1h, self.cache_write))
+            .saturating_add(term(written_1h, self.cache_write_1h));
         u64::try_from(sum.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }

@@ -19,7 +19,8 @@
 //! The recorder commits whatever is queued together (group commit), so under load many records
 //! share one transaction. [`UsageStore::flush`] waits until everything enqueued is committed.
 //!
-//! Schema (`user_version` 2; version 1 lacked `usage_inflight` and is upgraded at open):
+//! Schema (`user_version` 3; version 1 lacked `usage_inflight`, version 2 `cache_write_1h`;
+//! both are upgraded at open, and `clawgate usage show` reads them as they are):
 //!
 //! ```sql
 //! CREATE TABLE usage_buckets (
@@ -27,6 +28,7 @@
 //!   hour INTEGER NOT NULL,            -- unix seconds of the UTC hour's start
 //!   input INTEGER NOT NULL, output INTEGER NOT NULL,
 //!   cache_read INTEGER NOT NULL, cache_write INTEGER NOT NULL,
+//!   cache_write_1h INTEGER NOT NULL,  -- of cache_write, one-hour writes (Anthropic)
 //!   requests INTEGER NOT NULL,        -- responses (and failed attempts) counted
 //!   incomplete INTEGER NOT NULL,      -- of which usage was not (fully) seen: cancelled, cut, unparsable
 //!   updated_at INTEGER NOT NULL,      -- unix seconds of the last change
@@ -49,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::prices::Prices;
 use crate::usage::Usage;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const INFLIGHT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS usage_inflight (
     id INTEGER PRIMARY KEY,
     agent TEXT NOT NULL,
@@ -66,6 +68,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS usage_buckets (
     output INTEGER NOT NULL DEFAULT 0,
     cache_read INTEGER NOT NULL DEFAULT 0,
     cache_write INTEGER NOT NULL DEFAULT 0,
+    cache_write_1h INTEGER NOT NULL DEFAULT 0,
     requests INTEGER NOT NULL DEFAULT 0,
     incomplete INTEGER NOT NULL DEFAULT 0,
     updated_at INTEGER NOT NULL,
@@ -302,6 +305,28 @@ impl std::fmt::Debug for UsageStore {
     }
 }
 
+/// Brings a new or older database to [`SCHEMA_VERSION`], in one transaction.
+fn upgrade(write: &Connection) -> Result<()> {
+    let tx = write.unchecked_transaction()?;
+    // Version 1 had the buckets only; every older format gets the in-flight table.
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(INFLIGHT_SCHEMA)?;
+    // Versions 1 and 2 lack the one-hour column (`CREATE … IF NOT EXISTS` kept their table).
+    let has_1h: bool = tx.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('usage_buckets') WHERE name = 'cache_write_1h'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_1h {
+        tx.execute_batch(
+            "ALTER TABLE usage_buckets ADD COLUMN cache_write_1h INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(())
@@ -316,14 +341,7 @@ impl UsageStore {
         write.pragma_update(None, "synchronous", "NORMAL")?;
         let version: i64 = write.pragma_query_value(None, "user_version", |r| r.get(0))?;
         match version {
-            0 | 1 => {
-                // Version 1 had the buckets only; both get the in-flight table.
-                let tx = write.unchecked_transaction()?;
-                tx.execute_batch(SCHEMA)?;
-                tx.execute_batch(INFLIGHT_SCHEMA)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-                tx.commit()?;
-            }
+            0..SCHEMA_VERSION => upgrade(&write)?,
             SCHEMA_VERSION => {}
             v => {
                 return Err(Error::Config(format!(
@@ -445,7 +463,7 @@ impl UsageStore {
     /// Buckets matching `q`, ordered by hour, agent, provider, model.
     pub fn buckets(&self, q: &BucketQuery) -> Result<Vec<Bucket>> {
         let conn = self.inner.read.lock().map_err(|_| Error::Poisoned)?;
-        query(&conn, q)
+        query(&conn, q, "cache_write_1h")
     }
 
     /// Committed in-flight markers: requests sent upstream whose record is not in yet.
@@ -462,7 +480,7 @@ fn load_ledger(conn: &Connection) -> Result<Ledger> {
     let today = day_of(unix_now());
     let mut st = conn.prepare(
         "SELECT agent, provider, model, SUM(input), SUM(output), SUM(cache_read),
-                SUM(cache_write)
+                SUM(cache_write), SUM(cache_write_1h)
          FROM usage_buckets WHERE hour >= ?1 GROUP BY agent, provider, model",
     )?;
     let rows = st.query_map(params![today], |r| {
@@ -471,6 +489,7 @@ fn load_ledger(conn: &Connection) -> Result<Ledger> {
             output: to_u64(r.get(4)?),
             cache_read: to_u64(r.get(5)?),
             cache_write: to_u64(r.get(6)?),
+            cache_write_1h: to_u64(r.get(7)?),
         };
         Ok((
             r.get::<_, String>(0)?,
@@ -502,18 +521,21 @@ pub fn read_buckets(path: &Path, q: &BucketQuery) -> Result<Vec<Bucket>> {
             path.display()
         )));
     }
-    query(&conn, q)
+    // A database the daemon has not upgraded yet has no one-hour column: none were counted.
+    let written_1h = if version >= 3 { "cache_write_1h" } else { "0" };
+    query(&conn, q, written_1h)
 }
 
-fn query(conn: &Connection, q: &BucketQuery) -> Result<Vec<Bucket>> {
-    let mut st = conn.prepare_cached(
+/// Buckets matching `q`; `written_1h` is the column (or constant) holding one-hour writes.
+fn query(conn: &Connection, q: &BucketQuery, written_1h: &str) -> Result<Vec<Bucket>> {
+    let mut st = conn.prepare_cached(&format!(
         "SELECT agent, provider, model, hour, input, output, cache_read, cache_write,
-                requests, incomplete
+                requests, incomplete, {written_1h}
          FROM usage_buckets
          WHERE (?1 IS NULL OR agent = ?1) AND (?2 IS NULL OR hour >= ?2)
            AND (?3 IS NULL OR hour < ?3)
-         ORDER BY hour, agent, provider, model",
-    )?;
+         ORDER BY hour, agent, provider, model"
+    ))?;
     let rows = st.query_map(params![q.agent, q.since, q.until], |r| {
         Ok(Bucket {
             agent: r.get(0)?,
@@ -525,6 +547,7 @@ fn query(conn: &Connection, q: &BucketQuery) -> Result<Vec<Bucket>> {
                 output: to_u64(r.get(5)?),
                 cache_read: to_u64(r.get(6)?),
                 cache_write: to_u64(r.get(7)?),
+                cache_write_1h: to_u64(r.get(10)?),
             },
             requests: to_u64(r.get(8)?),
             incomplete: to_u64(r.get(9)?),
@@ -701,13 +724,14 @@ fn write_record(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<
     tx.prepare_cached(
         "INSERT INTO usage_buckets
             (agent, provider, model, hour, input, output, cache_read, cache_write, requests,
-             incomplete, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10)
+             incomplete, updated_at, cache_write_1h)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11)
          ON CONFLICT (agent, provider, model, hour) DO UPDATE SET
             input = input + excluded.input,
             output = output + excluded.output,
             cache_read = cache_read + excluded.cache_read,
             cache_write = cache_write + excluded.cache_write,
+            cache_write_1h = cache_write_1h + excluded.cache_write_1h,
             requests = requests + 1,
             incomplete = incomplete + excluded.incomplete,
             updated_at = excluded.updated_at",
@@ -723,6 +747,7 @@ fn write_record(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<
         to_i64(r.usage.cache_write),
         i64::from(r.incomplete),
         unix_now(),
+        to_i64(r.usage.cache_write_1h),
     ])?;
     if let Some(id) = r.inflight {
         tx.prepare_cached("DELETE FROM usage_inflight WHERE id = ?1")?
@@ -746,6 +771,7 @@ mod tests {
                 output: 2,
                 cache_read: 3,
                 cache_write: 4,
+                cache_write_1h: 0,
             },
             incomplete,
             inflight: None,
@@ -818,32 +844,61 @@ mod tests {
         );
     }
 
+    /// The buckets table of formats 1 and 2 (no one-hour column).
+    const BUCKETS_V2: &str = "CREATE TABLE usage_buckets (
+        agent TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, hour INTEGER NOT NULL,
+        input INTEGER NOT NULL DEFAULT 0, output INTEGER NOT NULL DEFAULT 0,
+        cache_read INTEGER NOT NULL DEFAULT 0, cache_write INTEGER NOT NULL DEFAULT 0,
+        requests INTEGER NOT NULL DEFAULT 0, incomplete INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL, PRIMARY KEY (agent, provider, model, hour)) WITHOUT ROWID;";
+
     #[tokio::test]
-    async fn a_version_1_database_is_upgraded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usage.db");
-        {
+    async fn version_1_and_2_databases_are_read_and_upgraded() {
+        for version in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("usage.db");
+            {
+                let c = Connection::open(&path).unwrap();
+                c.execute_batch(BUCKETS_V2).unwrap();
+                if version == 2 {
+                    c.execute_batch(INFLIGHT_SCHEMA).unwrap();
+                }
+                c.execute(
+                    "INSERT INTO usage_buckets (agent, provider, model, hour, input, cache_write,
+                        requests, updated_at)
+                     VALUES ('a', 'openai', 'm', 3600, 5, 7, 1, 0)",
+                    [],
+                )
+                .unwrap();
+                c.pragma_update(None, "user_version", version).unwrap();
+            }
+            // `usage show` reads the old format as it is.
+            let old = read_buckets(&path, &BucketQuery::default()).unwrap();
+            assert_eq!((old.len(), old[0].usage.cache_write_1h), (1, 0));
+            let s = UsageStore::open(&path).unwrap();
+            let id = s.begin("a", "openai", "m", 3600).await.unwrap();
+            assert!(id > 0);
+            let mut r = rec("a", "m", 3600, 1, false);
+            r.provider = "openai".into();
+            r.usage.cache_write = 10;
+            r.usage.cache_write_1h = 6;
+            s.record(r).unwrap();
+            s.flush().await.unwrap();
+            let b = &s.buckets(&BucketQuery::default()).unwrap()[0];
+            assert_eq!(
+                (b.usage.input, b.usage.cache_write, b.usage.cache_write_1h),
+                (6, 17, 6),
+                "version {version}"
+            );
+            drop(s);
+            let again = read_buckets(&path, &BucketQuery::default()).unwrap();
+            assert_eq!(again[0].usage.cache_write_1h, 6);
             let c = Connection::open(&path).unwrap();
-            c.execute_batch(SCHEMA).unwrap();
-            c.execute(
-                "INSERT INTO usage_buckets (agent, provider, model, hour, input, requests, updated_at)
-                 VALUES ('a', 'openai', 'm', 3600, 5, 1, 0)",
-                [],
-            )
-            .unwrap();
-            c.pragma_update(None, "user_version", 1).unwrap();
+            let v: i64 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            assert_eq!(v, SCHEMA_VERSION);
         }
-        assert_eq!(
-            read_buckets(&path, &BucketQuery::default()).unwrap().len(),
-            1
-        );
-        let s = UsageStore::open(&path).unwrap();
-        let id = s.begin("a", "openai", "m", 3600).await.unwrap();
-        assert!(id > 0);
-        assert_eq!(
-            s.buckets(&BucketQuery::default()).unwrap()[0].usage.input,
-            5
-        );
     }
 
     #[tokio::test]

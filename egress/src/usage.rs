@@ -7,6 +7,7 @@
 //! | input (uncached) | `input_tokens` | `prompt_tokens − cached_tokens − cache_write_tokens` | `input_tokens − cached_tokens − cache_write_tokens` | `promptTokenCount − cachedContentTokenCount + toolUsePromptTokenCount` |
 //! | cache_read | `cache_read_input_tokens` | `prompt_tokens_details.cached_tokens` | `input_tokens_details.cached_tokens` | `cachedContentTokenCount` |
 //! | cache_write | `cache_creation_input_tokens` | `prompt_tokens_details.cache_write_tokens` | `input_tokens_details.cache_write_tokens` | — |
+//! | of which 1-hour | `cache_creation.ephemeral_1h_input_tokens` | — | — | — |
 //! | output | `output_tokens` | `completion_tokens` | `output_tokens` | `candidatesTokenCount + thoughtsTokenCount` |
 //!
 //! Where usage appears: Anthropic `message_start.message.usage`, then every `message_delta.usage`
@@ -35,6 +36,10 @@ pub struct Usage {
     pub cache_read: u64,
     /// Input tokens written to the provider's prompt cache.
     pub cache_write: u64,
+    /// Of `cache_write`, the tokens written with a one-hour lifetime (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`), which cost more than five-minute writes.
+    /// Already counted in `cache_write`: never added to totals a second time.
+    pub cache_write_1h: u64,
 }
 
 impl Usage {
@@ -52,6 +57,7 @@ impl Usage {
         self.output = self.output.saturating_add(other.output);
         self.cache_read = self.cache_read.saturating_add(other.cache_read);
         self.cache_write = self.cache_write.saturating_add(other.cache_write);
+        self.cache_write_1h = self.cache_write_1h.saturating_add(other.cache_write_1h);
     }
 }
 
@@ -136,6 +142,12 @@ impl Acc {
         if let Some(n) = num(u, "cache_creation_input_tokens") {
             o.cache_write = n;
         }
+        if let Some(n) = u
+            .get("cache_creation")
+            .and_then(|c| num(c, "ephemeral_1h_input_tokens"))
+        {
+            o.cache_write_1h = n;
+        }
         self.out.usage_seen = true;
     }
 
@@ -179,6 +191,7 @@ impl Acc {
             output: output.unwrap_or(0),
             cache_read: cached,
             cache_write: written,
+            cache_write_1h: 0,
         };
         self.out.usage_seen = true;
     }
@@ -199,6 +212,7 @@ impl Acc {
                 .saturating_add(num(u, "thoughtsTokenCount").unwrap_or(0)),
             cache_read: cached,
             cache_write: 0,
+            cache_write_1h: 0,
         };
         self.out.usage_seen = true;
     }

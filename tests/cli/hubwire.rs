@@ -532,6 +532,7 @@ pub(crate) fn usage_record(
             output: input / 2,
             cache_read: 3,
             cache_write: 1,
+            cache_write_1h: 0,
         },
         incomplete: false,
         inflight: None,

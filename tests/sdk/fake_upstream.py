@@ -21,7 +21,7 @@ same ids). A conversation's total input tokens T = 20 + len(canonical conversati
 cache_read = T // 2 and cache_write = T // 4 (Anthropic's cache_read_input_tokens /
 cache_creation_input_tokens; OpenAI's cached_tokens / cache_write_tokens, a subset of prompt_tokens);
 output tokens = the number of text deltas + 1. Every answer is also recorded with its normalised
-usage ({"input","output","cache_read","cache_write"}: input = uncached input), so a test can compare a
+usage ({"input","output","cache_read","cache_write","cache_write_1h"}: input = uncached input), so a test can compare a
 meter against exactly what the fake reported.
 
 Authentication: requests must carry the configured key (--anthropic-key / --openai-key, or
@@ -151,13 +151,16 @@ def token_counts(api: str, body: dict) -> dict:
     cache_read = total // 2
     cache_write = total // 4
     output = len(fragments(reply_text(api, body))) + 1
+    # Anthropic splits its cache writes by lifetime; a third here are one-hour writes.
+    cache_write_1h = cache_write // 3 if api == "anthropic" else 0
     return {"total_input": total, "cache_read": cache_read, "cache_write": cache_write,
+            "cache_write_1h": cache_write_1h,
             "uncached": total - cache_read - cache_write, "output": output}
 
 
 def normalised(c: dict) -> dict:
     return {"input": c["uncached"], "output": c["output"], "cache_read": c["cache_read"],
-            "cache_write": c["cache_write"]}
+            "cache_write": c["cache_write"], "cache_write_1h": c["cache_write_1h"]}
 
 
 def response_model(api: str, requested: str) -> str:
@@ -180,7 +183,8 @@ def anthropic_usage(c: dict, output: int) -> dict:
         "input_tokens": c["uncached"],
         "cache_creation_input_tokens": c["cache_write"],
         "cache_read_input_tokens": c["cache_read"],
-        "cache_creation": {"ephemeral_5m_input_tokens": c["cache_write"], "ephemeral_1h_input_tokens": 0},
+        "cache_creation": {"ephemeral_5m_input_tokens": c["cache_write"] - c["cache_write_1h"],
+                           "ephemeral_1h_input_tokens": c["cache_write_1h"]},
         "output_tokens": output,
         "service_tier": "standard",
     }

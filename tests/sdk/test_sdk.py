@@ -16,8 +16,8 @@ Every parity test makes the same call twice: DIRECTLY to the fake (real key) and
     same headers (less auth, hop-by-hop, content-length and accept-encoding), the real key in the
     provider's header and never the agent token;
   * `clawgate usage show --json` holds exactly what the fake reported for the proxied call
-    (input = uncached input, cache_read, cache_write, output; per agent × provider × model; the
-    request count; nothing incomplete).
+    (input = uncached input, cache_read, cache_write and its one-hour part, output; per agent ×
+    provider × model; the request count; nothing incomplete).
 The secret tests plant a vault secret (plain, base64, URL-encoded, JSON-escaped, split across
 message parts), a GitHub token and an AWS key pair into every text field the SDKs send, and check
 that none of them reaches the upstream in any form (raw body bytes and headers), that the vault
@@ -265,7 +265,7 @@ class World:
             if b["agent"] != agent:
                 continue
             t = out.setdefault((b["provider"], b["model"]), dict.fromkeys(
-                ("input", "output", "cache_read", "cache_write", "requests", "incomplete"), 0))
+                ("input", "output", "cache_read", "cache_write", "cache_write_1h", "requests", "incomplete"), 0))
             for k in t:
                 t[k] += int(b[k])
         return out
@@ -374,8 +374,8 @@ class Base(unittest.TestCase):
             model = rec["model"] or json.loads(rec["body"]).get("model")
             prov = "anthropic" if rec["api"] == "anthropic" else "openai"
             t = out.setdefault((prov, model), dict.fromkeys(
-                ("input", "output", "cache_read", "cache_write", "requests", "incomplete"), 0))
-            for k in ("input", "output", "cache_read", "cache_write"):
+                ("input", "output", "cache_read", "cache_write", "cache_write_1h", "requests", "incomplete"), 0))
+            for k in ("input", "output", "cache_read", "cache_write", "cache_write_1h"):
                 t[k] += (rec["usage"] or {}).get(k, 0)
             t["requests"] += 1
         return out
@@ -428,6 +428,7 @@ class AnthropicParity(Base):
         self.assertIsNotNone(p._request_id)
         self.assertEqual(p.usage.cache_read_input_tokens, prec["usage"]["cache_read"])
         self.assertEqual(p.usage.cache_creation_input_tokens, prec["usage"]["cache_write"])
+        self.assertEqual(p.usage.cache_creation.ephemeral_1h_input_tokens, prec["usage"]["cache_write_1h"])
         self.assertEqual(p.usage.input_tokens, prec["usage"]["input"])
         self.assertEqual(p.stop_reason, "end_turn")
         self.assert_metered(agent, self.expected_usage([prec]))
@@ -917,7 +918,7 @@ class Streaming(Base):
         prec = self.one_request(s0)
         self.assert_metered(agent, {("anthropic", ANTHROPIC_MODEL): dict(
             input=prec["usage"]["input"], output=1, cache_read=prec["usage"]["cache_read"],
-            cache_write=prec["usage"]["cache_write"], requests=1, incomplete=1)}, timeout=10)
+            cache_write=prec["usage"]["cache_write"], cache_write_1h=prec["usage"]["cache_write_1h"], requests=1, incomplete=1)}, timeout=10)
 
     def test_concurrent_mixed_requests_metered_exactly(self):
         """24 concurrent calls of every kind from one agent: every answer equals its direct twin,
@@ -1046,7 +1047,7 @@ class Errors(Base):
         self.assert_real_key_only(prec, provider)
         # Metered as one request without tokens, under the requested model.
         model = ANTHROPIC_MODEL if provider == "anthropic" else OPENAI_MODEL
-        self.assert_metered(agent, {(provider, model): dict(input=0, output=0, cache_read=0, cache_write=0,
+        self.assert_metered(agent, {(provider, model): dict(input=0, output=0, cache_read=0, cache_write=0, cache_write_1h=0,
                                                             requests=1, incomplete=0)})
         return pe
 
@@ -1117,7 +1118,7 @@ class Faults(Base):
         # What message_start announced is kept; the request is marked incomplete.
         self.assertEqual(got, {("anthropic", ANTHROPIC_MODEL): dict(
             input=prec["usage"]["input"], output=1, cache_read=prec["usage"]["cache_read"],
-            cache_write=prec["usage"]["cache_write"], requests=1, incomplete=1)})
+            cache_write=prec["usage"]["cache_write"], cache_write_1h=prec["usage"]["cache_write_1h"], requests=1, incomplete=1)})
 
     def test_reset_mid_stream_openai(self):
         agent = "sdk-fault-reset-o"
@@ -1126,7 +1127,7 @@ class Faults(Base):
         self.assertEqual(p[0], "raised", f"direct raised {d[1]}, proxied returned normally: {p[1]}")
         got = self.wait_usage(agent)
         self.assertEqual(got, {("openai", OPENAI_MODEL + "-2026-03-17"): dict(
-            input=0, output=0, cache_read=0, cache_write=0, requests=1, incomplete=1)})
+            input=0, output=0, cache_read=0, cache_write=0, cache_write_1h=0, requests=1, incomplete=1)})
 
     def test_truncated_stream_openai_without_usage_chunk(self):
         """The stream ends cleanly but before the usage chunk: the client gets what was sent, the
@@ -1137,7 +1138,7 @@ class Faults(Base):
         self.assertEqual(p[0], "ok")
         got = self.wait_usage(agent)
         self.assertEqual(got, {("openai", OPENAI_MODEL + "-2026-03-17"): dict(
-            input=0, output=0, cache_read=0, cache_write=0, requests=1, incomplete=1)})
+            input=0, output=0, cache_read=0, cache_write=0, cache_write_1h=0, requests=1, incomplete=1)})
 
     def test_truncated_stream_anthropic_before_message_delta(self):
         """An Anthropic stream that ends (cleanly) after message_start but before message_delta:
@@ -1151,7 +1152,7 @@ class Faults(Base):
         got = self.wait_usage(agent)
         self.assertEqual(got, {("anthropic", ANTHROPIC_MODEL): dict(
             input=prec["usage"]["input"], output=1, cache_read=prec["usage"]["cache_read"],
-            cache_write=prec["usage"]["cache_write"], requests=1, incomplete=1)})
+            cache_write=prec["usage"]["cache_write"], cache_write_1h=prec["usage"]["cache_write_1h"], requests=1, incomplete=1)})
 
     def test_openai_chat_stream_closed_at_done_is_complete(self):
         """The openai SDK (sync) stops reading at `data: [DONE]` and closes the response. When the

@@ -10,6 +10,7 @@ fn usage(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Usage {
         output,
         cache_read,
         cache_write,
+        cache_write_1h: 0,
     }
 }
 
@@ -25,6 +26,7 @@ fn the_builtin_table_parses_and_prices_the_families_the_product_meets() {
             output: 15_000_000,
             cache_read: 300_000,
             cache_write: 3_750_000,
+            cache_write_1h: 6_000_000,
         }
     );
     // Every written price is a whole number of micro-dollars per million tokens.
@@ -174,6 +176,7 @@ fn an_openrouter_entry_wins_over_the_vendor() {
             output: 16.0,
             cache_read: 0.4,
             cache_write: 5.0,
+            cache_write_1h: None,
         },
     );
     let p = builtin().with_overrides(&o).unwrap();
@@ -205,6 +208,7 @@ fn operator_overrides_replace_and_add() {
             output: 12_000_000,
             cache_read: 250_000,
             cache_write: 3_000_000,
+            cache_write_1h: 5_000_000,
         })
     );
     assert_eq!(
@@ -266,6 +270,48 @@ fn bad_price_tables_are_refused_with_a_reason() {
     }
 }
 
+/// One-hour cache writes are priced at their own rate (twice input unless written), and never
+/// counted twice.
+#[test]
+fn one_hour_cache_writes_cost_more() {
+    let sonnet = builtin()
+        .lookup(Provider::Anthropic, "claude-sonnet-4-5")
+        .unwrap();
+    let with_1h = |written: u64, of_which_1h: u64| Usage {
+        cache_write: written,
+        cache_write_1h: of_which_1h,
+        ..Usage::default()
+    };
+    // 1 M tokens written: 5-minute 3.75 $, one-hour 6 $ (2 × 3 $ input).
+    assert_eq!(sonnet.cost_micros(&with_1h(1_000_000, 0)), 3_750_000);
+    assert_eq!(
+        sonnet.cost_micros(&with_1h(1_000_000, 1_000_000)),
+        6_000_000
+    );
+    assert_eq!(
+        sonnet.cost_micros(&with_1h(1_000_000, 400_000)),
+        3_750_000 * 6 / 10 + 6_000_000 * 4 / 10
+    );
+    // A report claiming more one-hour writes than writes is priced as all one-hour.
+    assert_eq!(sonnet.cost_micros(&with_1h(10, 99)), 60);
+    assert_eq!(with_1h(10, 4).total(), 10);
+    // An operator's own one-hour price wins over the default.
+    let raw: BTreeMap<String, PriceUsd> = toml::from_str(
+        r#""anthropic/my-model" = { input = 1, output = 1, cache_read = 0.1, cache_write = 1.25, cache_write_1h = 5 }"#,
+    )
+    .unwrap();
+    let p = builtin().with_overrides(&raw).unwrap();
+    let mine = p.lookup(Provider::Anthropic, "my-model").unwrap();
+    assert_eq!(mine.cache_write_1h, 5_000_000);
+    assert!(
+        Prices::parse_toml(
+            r#""anthropic/m" = { input = 1, output = 1, cache_read = 0.1, cache_write = 1.25, cache_write_1h = -1 }"#,
+            "test"
+        )
+        .is_err()
+    );
+}
+
 #[test]
 fn cost_arithmetic_in_micro_dollars() {
     let sonnet = builtin()
@@ -301,6 +347,7 @@ fn cost_arithmetic_in_micro_dollars() {
         output: u64::MAX,
         cache_read: u64::MAX,
         cache_write: u64::MAX,
+        cache_write_1h: u64::MAX,
     };
     assert_eq!(
         huge.cost_micros(&usage(u64::MAX, u64::MAX, u64::MAX, u64::MAX)),

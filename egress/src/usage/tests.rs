@@ -30,6 +30,7 @@ fn anthropic_stream_overwrites_cumulative_usage_at_any_split() {
         output: 57,
         cache_read: 4000,
         cache_write: 300,
+        cache_write_1h: 0,
     };
     for cut in (0..ANTHROPIC.len()).step_by(7) {
         let o = sse_outcome(
@@ -54,7 +55,8 @@ data: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":7,\"cache_read_inp
             input: 7,
             output: 3,
             cache_read: 9,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: 0
         }
     );
 }
@@ -71,10 +73,36 @@ fn anthropic_non_streamed() {
             input: 3,
             output: 4,
             cache_read: 6,
-            cache_write: 5
+            cache_write: 5,
+            cache_write_1h: 0
         }
     );
     assert_eq!(o.model.as_deref(), Some("claude-x"));
+}
+
+/// The TTL breakdown Anthropic adds to `cache_creation_input_tokens`: the one-hour part is kept
+/// (cumulatively, like every field), non-streamed and streamed.
+#[test]
+fn anthropic_one_hour_cache_writes() {
+    let o = json_outcome(
+        Provider::Anthropic,
+        br#"{"type":"message","model":"claude-x","usage":{"input_tokens":3,"output_tokens":4,"cache_creation_input_tokens":500,"cache_read_input_tokens":6,"cache_creation":{"ephemeral_5m_input_tokens":200,"ephemeral_1h_input_tokens":300}}}"#,
+    );
+    assert_eq!((o.usage.cache_write, o.usage.cache_write_1h), (500, 300));
+    let stream = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3,\"cache_creation_input_tokens\":500,\"cache_creation\":{\"ephemeral_5m_input_tokens\":100,\"ephemeral_1h_input_tokens\":400},\"output_tokens\":1}}}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let o = sse_outcome(Provider::Anthropic, stream, &[40, 200]);
+    assert_eq!(
+        o.usage,
+        Usage {
+            input: 3,
+            output: 9,
+            cache_read: 0,
+            cache_write: 500,
+            cache_write_1h: 400
+        }
+    );
 }
 
 #[test]
@@ -89,7 +117,8 @@ data: [DONE]\n\n";
             input: 200,
             output: 50,
             cache_read: 800,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: 0
         }
     );
     assert_eq!(o.model.as_deref(), Some("gpt-4o-2024"));
@@ -107,7 +136,8 @@ event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{
             input: 800,
             output: 40,
             cache_read: 100,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: 0
         }
     );
     assert_eq!(o.model.as_deref(), Some("gpt-5"));
@@ -125,7 +155,8 @@ fn openai_usage_with_cache_write_and_non_streamed() {
             input: 50,
             output: 5,
             cache_read: 30,
-            cache_write: 20
+            cache_write: 20,
+            cache_write_1h: 0
         }
     );
 }
@@ -147,6 +178,7 @@ fn gemini_last_usage_wins_in_sse_and_json_arrays() {
         output: 12,
         cache_read: 64,
         cache_write: 0,
+        cache_write_1h: 0,
     };
     let o = sse_outcome(Provider::Gemini, sse.as_bytes(), &[5]);
     assert_eq!(o.usage, want);

@@ -315,6 +315,7 @@ fn prices() -> Prices {
             output: 10.0,
             cache_read: 1.25,
             cache_write: 2.5,
+            cache_write_1h: None,
         },
     );
     Prices::builtin().unwrap().with_overrides(&extra).unwrap()

@@ -14,6 +14,7 @@ fn anthropic_usage() -> Usage {
         output,
         cache_read: read,
         cache_write: write,
+        cache_write_1h: 0,
     }
 }
 
@@ -142,7 +143,8 @@ async fn openai_chat_stream_injects_include_usage_and_strips_the_extra_chunk() {
             input: prompt - cached,
             output: completion,
             cache_read: cached,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: 0
         }
     );
     assert_eq!(b.model, "gpt-4o-2024-08-06");
@@ -202,7 +204,8 @@ async fn openai_responses_stream_and_json_are_metered() {
             input: 2 * (input - cached),
             output: 2 * output,
             cache_read: 2 * cached,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: 0
         }
     );
     assert_eq!((b.requests, b.incomplete), (2, 0));
@@ -217,6 +220,7 @@ async fn gemini_sse_json_array_and_plain_json_are_metered_with_key_param() {
         output: cand + thoughts,
         cache_read: cached,
         cache_write: 0,
+        cache_write_1h: 0,
     };
     let body = r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#;
     // alt=sse, token in ?key=
@@ -268,7 +272,8 @@ async fn gemini_sse_json_array_and_plain_json_are_metered_with_key_param() {
             input: 3 * per.input,
             output: 3 * per.output,
             cache_read: 3 * per.cache_read,
-            cache_write: 0
+            cache_write: 0,
+            cache_write_1h: 0
         }
     );
     assert_eq!(b.model, "gemini-2.5-flash");
