@@ -3,14 +3,25 @@
 //! it). Every refusal says what Clawgate counted, that Clawgate (not the provider) set the
 //! limit, and what to do; the spent ones reset at 00:00 UTC (`Retry-After` says when).
 
+use std::sync::Arc;
+
 use hyper::StatusCode;
 
-use crate::config::{EgressConfig, Provider};
+use crate::config::{Budgets, Provider};
 use crate::error::Refusal;
 use crate::metrics::Metrics;
-use crate::prices::format_usd;
+use crate::prices::{Prices, format_usd};
 use crate::seams::AgentId;
 use crate::store::UsageStore;
+
+/// The budgets and prices in force. The daemon's reload replaces them while the proxy runs
+/// ([`crate::Egress::set_limits`]); each request reads one snapshot.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    pub(crate) budgets: Budgets,
+    /// Shared with the meters of the requests that started under them.
+    pub(crate) prices: Arc<Prices>,
+}
 
 /// Model ids echoed in messages are cut to this many characters.
 const MODEL_SHOWN: usize = 100;
@@ -18,14 +29,14 @@ const MODEL_SHOWN: usize = 100;
 /// Refuses `agent` if its tokens or its cost today reached a budget, or if its usage today
 /// cannot be priced while a cost budget applies.
 pub(crate) fn check_spent(
-    config: &EgressConfig,
+    limits: &Limits,
     store: &UsageStore,
     metrics: &Metrics,
     provider: Provider,
     agent: &AgentId,
 ) -> Result<(), Refusal> {
     let route = provider.route();
-    if let Some(limit) = config.budgets.limit_for(agent.as_str()) {
+    if let Some(limit) = limits.budgets.limit_for(agent.as_str()) {
         let used = store.tokens_today(agent.as_str());
         if used >= limit {
             metrics.budget_refusal(route, "tokens");
@@ -35,10 +46,10 @@ pub(crate) fn check_spent(
             )));
         }
     }
-    let Some(limit) = config.budgets.cost_limit_for(agent.as_str()) else {
+    let Some(limit) = limits.budgets.cost_limit_for(agent.as_str()) else {
         return Ok(());
     };
-    let cost = store.cost_today(agent.as_str(), &config.prices);
+    let cost = store.cost_today(agent.as_str(), &limits.prices);
     if cost.micros >= limit {
         metrics.budget_refusal(route, "cost");
         return Err(spent(format!(
@@ -64,18 +75,18 @@ pub(crate) fn check_spent(
 /// Refuses a generation request whose model has no price when `agent` has a cost budget: its
 /// cost could not be counted.
 pub(crate) fn check_priced(
-    config: &EgressConfig,
+    limits: &Limits,
     metrics: &Metrics,
     provider: Provider,
     agent: &AgentId,
     model: Option<&str>,
 ) -> Result<(), Refusal> {
-    if config.budgets.cost_limit_for(agent.as_str()).is_none() {
+    if limits.budgets.cost_limit_for(agent.as_str()).is_none() {
         return Ok(());
     }
     let route = provider.route();
     let message = match model {
-        Some(m) if config.prices.lookup(provider, m).is_some() => return Ok(()),
+        Some(m) if limits.prices.lookup(provider, m).is_some() => return Ok(()),
         Some(m) => {
             let m = shown(m);
             format!(
@@ -102,7 +113,7 @@ fn unpriced(message: String) -> Refusal {
 
 fn how_to_price(route: &str, model: &str) -> String {
     format!(
-        "The operator adds a price under [egress.prices] in Clawgate's configuration, e.g. \"{route}/{model}\" = {{ input = 3.0, output = 15.0, cache_read = 0.3, cache_write = 3.75 }} (USD per million tokens), and restarts Clawgate."
+        "The operator adds a price under [egress.prices] in Clawgate's configuration, e.g. \"{route}/{model}\" = {{ input = 3.0, output = 15.0, cache_read = 0.3, cache_write = 3.75 }} (USD per million tokens), and reloads Clawgate (systemctl reload clawgate)."
     )
 }
 

@@ -3,7 +3,7 @@
 //! price if a cost budget applies → call the upstream with the real key → stream the response
 //! back through the metering tap.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,10 +15,10 @@ use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode, Version};
 
 use crate::body::{End, Meter, MeterData, ProxyBody};
-use crate::budget;
+use crate::budget::{self, Limits};
 use crate::cache::RedactionCache;
 use crate::client;
-use crate::config::{EgressConfig, Provider};
+use crate::config::{Budgets, EgressConfig, Provider};
 use crate::error::{Error, Refusal, Result, Side};
 use crate::metrics::{Metrics, RedactionLabels, RequestLabels, RouteLabels};
 use crate::prices::Prices;
@@ -48,8 +48,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     client: client::Upstream,
     cache: Arc<RedactionCache>,
-    /// `config.prices`, shared with every request's meter.
-    prices: Arc<Prices>,
+    /// Budgets and prices: `config`'s at first, replaced by [`Egress::set_limits`].
+    limits: RwLock<Arc<Limits>>,
 }
 
 /// Builds an [`Egress`]: every seam is required except the metrics.
@@ -107,7 +107,10 @@ impl EgressBuilder {
                 store: self.store.ok_or_else(|| missing("a usage store"))?,
                 metrics: self.metrics.unwrap_or_default(),
                 cache: Arc::new(RedactionCache::new(self.config.redaction_cache_bytes)),
-                prices: Arc::new(self.config.prices.clone()),
+                limits: RwLock::new(Arc::new(Limits {
+                    budgets: self.config.budgets.clone(),
+                    prices: Arc::new(self.config.prices.clone()),
+                })),
                 config: self.config,
                 client,
             }),
@@ -142,9 +145,33 @@ impl Egress {
         }
     }
 
-    /// The configuration.
+    /// The configuration it was built with (budgets and prices as they were then: see
+    /// [`Egress::set_limits`]).
     pub fn config(&self) -> &EgressConfig {
         &self.inner.config
+    }
+
+    /// Replaces the budgets and prices for every request from now on (the daemon's reload);
+    /// requests already past their budget check finish under the old ones.
+    pub fn set_limits(&self, budgets: Budgets, prices: Prices) {
+        let limits = Arc::new(Limits {
+            budgets,
+            prices: Arc::new(prices),
+        });
+        // A poisoned lock only means a panic elsewhere while swapping an Arc: the value is whole.
+        *self
+            .inner
+            .limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+    }
+
+    fn limits(&self) -> Arc<Limits> {
+        self.inner
+            .limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The metrics.
@@ -235,13 +262,8 @@ impl Egress {
         drop(token);
 
         // Budgets: spent today?
-        budget::check_spent(
-            &inner.config,
-            &inner.store,
-            &inner.metrics,
-            provider,
-            &agent,
-        )?;
+        let limits = self.limits();
+        budget::check_spent(&limits, &inner.store, &inner.metrics, provider, &agent)?;
 
         let key = inner.keys.key(provider).ok_or_else(|| {
             Refusal::new(
@@ -353,7 +375,7 @@ impl Egress {
         let expects_usage = expects_usage(provider, &rest, post);
         if expects_usage {
             budget::check_priced(
-                &inner.config,
+                &limits,
                 &inner.metrics,
                 provider,
                 &agent,
@@ -403,7 +425,7 @@ impl Egress {
             agent,
             provider,
             request_model: prepared.model,
-            prices: inner.prices.clone(),
+            prices: limits.prices.clone(),
             expects_usage,
             at,
             inflight,

@@ -461,6 +461,74 @@ fn the_connect_listener_refuses_llm_hosts_and_private_addresses_and_audits_them(
     assert!(connect(port, "api.anthropic.com:443", &token).starts_with("HTTP/1.1 403"));
 }
 
+/// Budgets and prices change with a reload (SIGHUP), not only with a restart: an operator
+/// raises a spent budget, or prices a model an agent needs, without cutting open streams.
+#[test]
+fn a_reload_applies_new_budgets_and_prices() {
+    let fake = FakeAnthropic::start();
+    let port = free_port();
+    let egress = |limits: &str| {
+        format!(
+            "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n{limits}[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
+            fake.port
+        )
+    };
+    let d = Daemon::start(&egress("daily_tokens = 10\n"));
+    let base = std::fs::read_to_string(&d.config).unwrap();
+    let set_limits = |limits: &str| {
+        let text = base.replace(&egress("daily_tokens = 10\n"), &egress(limits));
+        std::fs::write(&d.config, text).unwrap();
+        d.reload();
+    };
+    put_secret(
+        &d,
+        "provider.anthropic",
+        &format!("sk-ant-api03-{}", random_value()),
+        &["clawgate:egress"],
+        &["127.0.0.1"],
+    );
+    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
+        .trim()
+        .to_owned();
+    let body = json!({"model": "claude-test-1", "max_tokens": 16,
+                      "messages": [{"role": "user", "content": "hi"}]})
+    .to_string();
+    let send = || {
+        let (status, head, _) = post(
+            port,
+            "/anthropic/v1/messages",
+            &[("x-api-key", &token)],
+            &body,
+        );
+        wait_for_usage(&d, u64::try_from(fake.seen().len()).unwrap());
+        (status, head)
+    };
+
+    // The first request crosses the 10-token budget (the fake reports 26); the next is refused.
+    assert_eq!(send().0, 200);
+    let (status, head) = send();
+    assert_eq!(status, 429, "{head}");
+    assert!(head.contains("budget_exceeded"), "{head}");
+
+    // Raised by a reload: served again, by the same daemon.
+    set_limits("daily_tokens = 1000\n");
+    assert_eq!(send().0, 200, "{}", d.log());
+
+    // A cost budget arrives by reload: the fake's model has no price, so today's cost is
+    // unknown and the agent is refused; a price arriving by reload lets it through.
+    set_limits("daily_tokens = 1000\ndaily_usd = 5\n");
+    let (status, head) = send();
+    assert_eq!(status, 403, "{head}");
+    assert!(head.contains("model_unpriced"), "{head}");
+    set_limits(
+        "daily_tokens = 1000\ndaily_usd = 5\n[egress.prices]\n\"anthropic/claude-test-1\" = { input = 1, output = 2, cache_read = 0.1, cache_write = 1.25 }\n",
+    );
+    assert_eq!(send().0, 200, "{}", d.log());
+    let rows = wait_for_usage(&d, 3);
+    assert!(rows.iter().all(|r| r["cost_micros"].is_u64()), "{rows:?}");
+    assert_eq!(fake.seen().len(), 3);
+}
+
 /// A configuration with a bad price (or cost budget) is refused by `validate` and `serve` both:
 /// the daemon never runs a cost budget without trustworthy prices.
 #[test]

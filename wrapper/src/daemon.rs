@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::admin::AdminPage;
-use crate::config::{Settings, SocketSettings, VaultKey};
+use crate::config::{EgressSettings, Settings, SocketSettings, VaultKey};
 use crate::engine::{Engine, Timing};
 use crate::error::{Error, Result};
 use crate::hublink::{Control, HubLink, HubState};
@@ -184,6 +184,8 @@ async fn serve(
             stop_rx.clone(),
         ));
     }
+    // Kept for reloads, which replace its budgets and prices.
+    let egress_proxy = egress.as_ref().map(|(proxy, _)| proxy.clone());
     if let Some((proxy, listener)) = egress {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress proxy listening.");
         let stop = stop_rx.clone();
@@ -250,11 +252,11 @@ async fn serve(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let _ = reload_now(&engine, &reload, &settings);
+                let _ = reload_now(&engine, egress_proxy.as_ref(), &reload, &settings);
             }
             Some(c) = control.recv() => match c {
                 Control::Reload(answer) => {
-                    let _ = answer.send(reload_now(&engine, &reload, &settings));
+                    let _ = answer.send(reload_now(&engine, egress_proxy.as_ref(), &reload, &settings));
                 }
                 Control::Restart => {
                     tracing::warn!("The Hub asked for a restart: stopping so systemd starts the daemon again.");
@@ -289,8 +291,12 @@ async fn serve(
     Ok(exit)
 }
 
+/// Re-reads the configuration and the policy; `egress` (the running proxy, if any) takes the
+/// new budgets and prices once the policy reloaded. Anything else that changed waits for a
+/// restart (and says so).
 fn reload_now(
     engine: &Engine,
+    egress: Option<&clawgate_egress::Egress>,
     reload: &Reloader,
     running: &Settings,
 ) -> std::result::Result<(), String> {
@@ -298,29 +304,18 @@ fn reload_now(
         if s.hook != running.hook
             || s.admin != running.admin
             || s.admin_listen != running.admin_listen
-            || s.egress != running.egress
+            || !same_but_limits(&s.egress, &running.egress)
             || s.egress_lock != running.egress_lock
         {
             tracing::warn!(
-                "Socket, listener, egress and egress-lock settings changed; they take effect at the next restart."
+                "Socket, listener, egress and egress-lock settings changed; they take effect at the next restart (egress budgets and prices take effect now)."
             );
         }
-        // A signed bundle in force stays in force (re-verified from disk): the configured
-        // policy and tier apply only without one.
-        if let Some(hub) = engine.hub()
-            && let Some(active) = hub.bundles().load_current(crate::hublink::unix_now())?
-        {
-            let version = active.info.policy_version();
-            return engine.reload_bundle(
-                active.policy,
-                active.tier,
-                version,
-                timing(&s),
-                Some(active.info),
-            );
+        reload_policy(engine, &s)?;
+        if let Some(proxy) = egress {
+            proxy.set_limits(s.egress.budgets.clone(), s.egress.prices.clone());
         }
-        let (policy, version) = load_policy(&s)?;
-        engine.reload(policy, s.tier, version, timing(&s))
+        Ok(())
     });
     match result {
         Ok(()) => {
@@ -335,6 +330,36 @@ fn reload_now(
             Err(e.to_string())
         }
     }
+}
+
+/// Whether `new` differs from `old` at most in budgets and prices (what a reload applies).
+fn same_but_limits(new: &EgressSettings, old: &EgressSettings) -> bool {
+    let limits_as_old = EgressSettings {
+        budgets: old.budgets.clone(),
+        prices: old.prices.clone(),
+        ..new.clone()
+    };
+    limits_as_old == *old
+}
+
+/// The policy and tier from the settings, or the signed bundle in force.
+fn reload_policy(engine: &Engine, s: &Settings) -> Result<()> {
+    // A signed bundle in force stays in force (re-verified from disk): the configured policy
+    // and tier apply only without one.
+    if let Some(hub) = engine.hub()
+        && let Some(active) = hub.bundles().load_current(crate::hublink::unix_now())?
+    {
+        let version = active.info.policy_version();
+        return engine.reload_bundle(
+            active.policy,
+            active.tier,
+            version,
+            timing(s),
+            Some(active.info),
+        );
+    }
+    let (policy, version) = load_policy(s)?;
+    engine.reload(policy, s.tier, version, timing(s))
 }
 
 fn timing(s: &Settings) -> Timing {
