@@ -1,6 +1,8 @@
 //! Prometheus metrics of the egress proxy (prefix `clawgate_egress_`). Labels carry routes,
 //! statuses, detector and rule names and token kinds: never a token, key or body.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -63,6 +65,11 @@ pub struct Metrics {
     pub(crate) upstream_errors: Family<ErrorLabels, Counter>,
     pub(crate) budget_refusals: Family<BudgetLabels, Counter>,
     pub(crate) incomplete_usage: Family<RouteLabels, Counter>,
+    /// Every request answered (for the health score; not exported).
+    answered: AtomicU64,
+    /// Of which Clawgate itself failed (a refusal on its own side: no redactor, usage store
+    /// down, redaction failed, no provider key). Not the provider's errors, not the client's.
+    failed_here: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -99,7 +106,26 @@ impl Metrics {
             upstream_errors: Family::default(),
             budget_refusals: Family::default(),
             incomplete_usage: Family::default(),
+            answered: AtomicU64::new(0),
+            failed_here: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one answered request; `failed_here`: Clawgate's own failure refused it.
+    pub(crate) fn answered(&self, failed_here: bool) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        if failed_here {
+            self.failed_here.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests answered since start, and of those the ones Clawgate failed itself (what the
+    /// Hub heartbeat's health score rates).
+    pub fn health_counts(&self) -> (u64, u64) {
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed_here.load(Ordering::Relaxed),
+        )
     }
 
     fn register(&mut self, r: &mut Registry) {

@@ -194,6 +194,7 @@ impl Egress {
         let (parts, body) = req.into_parts();
         let Some((provider, rest)) = request::route(parts.uri.path()) else {
             self.count("unknown", StatusCode::NOT_FOUND);
+            self.inner.metrics.answered(false);
             return refusal_response(
                 None,
                 &Refusal::client(
@@ -204,9 +205,11 @@ impl Egress {
             );
         };
         let rest = rest.to_owned();
+        let mut failed_here = false;
         let response = match self.forward(provider, rest, parts, body).await {
             Ok(r) => r,
             Err(refusal) => {
+                failed_here = refusal.side == Side::Internal;
                 if refusal.side != Side::Downstream {
                     tracing::warn!(
                         route = provider.route(),
@@ -219,6 +222,7 @@ impl Egress {
             }
         };
         self.count(provider.route(), response.status());
+        self.inner.metrics.answered(failed_here);
         response
     }
 

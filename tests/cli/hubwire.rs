@@ -743,6 +743,42 @@ fn an_expired_bundle_is_still_enforced_but_asks_for_everything_above_green() {
     });
 }
 
+/// The heartbeat's runtime health rates the egress proxy too: requests Clawgate itself failed
+/// (here: no provider key in the vault) take the proxy's half of the component.
+#[test]
+fn the_heartbeat_counts_the_egress_proxys_own_failures() {
+    let hub = TestHub::start();
+    let port = crate::egress::free_port();
+    let d = enrolled(
+        &hub,
+        &format!("[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n"),
+    );
+    let runtime_of = |b: &Value| b["health"]["components"]["runtime_health"].as_u64();
+    hub.wait_for("a heartbeat with full runtime health", |h| {
+        h.heartbeats.iter().any(|b| runtime_of(b) == Some(20))
+    });
+    let token = stdout(&crate::common::ok(
+        d.cli_cmd(&["egress", "token", "main"]),
+        "",
+    ))
+    .trim()
+    .to_owned();
+    let body = json!({"model": "claude-x", "max_tokens": 1, "messages": []}).to_string();
+    for _ in 0..3 {
+        let (status, head, _) = crate::egress::post(
+            port,
+            "/anthropic/v1/messages",
+            &[("x-api-key", &token)],
+            &body,
+        );
+        assert_eq!(status, 503, "{head}");
+        assert!(head.contains("no_provider_key"), "{head}");
+    }
+    hub.wait_for("a heartbeat counting the proxy's failures", |h| {
+        h.heartbeats.iter().any(|b| runtime_of(b) == Some(10))
+    });
+}
+
 #[test]
 fn the_heartbeat_reports_the_plugin_version_it_announced() {
     use std::io::{Read, Write};

@@ -107,6 +107,16 @@ pub enum Control {
     Restart,
 }
 
+/// Running totals the health score turns into last-hour rates.
+#[derive(Debug, Clone, Copy, Default)]
+struct RuntimeCounts {
+    hook_calls: u64,
+    hook_errors: u64,
+    /// Egress proxy requests answered, and of those failed on Clawgate's side.
+    proxy_requests: u64,
+    proxy_errors: u64,
+}
+
 #[derive(Debug)]
 struct LinkStatus {
     reachable: bool,
@@ -118,8 +128,8 @@ struct LinkStatus {
     last_error: Option<String>,
     heartbeat_secs: u64,
     health: Option<Health>,
-    /// (when, hook calls, hook errors) samples for the last hour's rates.
-    samples: VecDeque<(Instant, u64, u64)>,
+    /// Counter samples for the last hour's rates.
+    samples: VecDeque<(Instant, RuntimeCounts)>,
 }
 
 /// The part of the Hub link the engine sees: the outbox (approval requests go into it in the
@@ -1406,9 +1416,16 @@ impl HubLink {
             .metrics
             .errors_total
             .load(std::sync::atomic::Ordering::Relaxed);
+        let (proxy_requests, proxy_errors) = self.engine.egress_metrics.health_counts();
+        let now_counts = RuntimeCounts {
+            hook_calls: calls,
+            hook_errors: errors,
+            proxy_requests,
+            proxy_errors,
+        };
         let mut s = self.state.status.lock().map_err(|_| Error::Poisoned)?;
         let instant = Instant::now();
-        s.samples.push_back((instant, calls, errors));
+        s.samples.push_back((instant, now_counts));
         while s
             .samples
             .front()
@@ -1416,7 +1433,7 @@ impl HubLink {
         {
             s.samples.pop_front();
         }
-        let (_, calls0, errors0) = s.samples.front().copied().unwrap_or((instant, 0, 0));
+        let hour_ago = s.samples.front().map_or(now_counts, |(_, c)| *c);
         let facts = HealthFacts {
             last_hub_success_age_secs: s.last_success.map(|t| t.elapsed().as_secs()),
             heartbeat_interval_secs: s.heartbeat_secs,
@@ -1432,11 +1449,10 @@ impl HubLink {
             egress_lock: lock,
             plugin_present: self.engine.hook_seen(),
             vault_ok: self.engine.vault().is_some(),
-            hook_calls_1h: calls - calls0,
-            hook_errors_1h: errors - errors0,
-            // The egress proxy's error rate is not fed yet: counted as no requests.
-            proxy_requests_1h: 0,
-            proxy_errors_1h: 0,
+            hook_calls_1h: calls.saturating_sub(hour_ago.hook_calls),
+            hook_errors_1h: errors.saturating_sub(hour_ago.hook_errors),
+            proxy_requests_1h: proxy_requests.saturating_sub(hour_ago.proxy_requests),
+            proxy_errors_1h: proxy_errors.saturating_sub(hour_ago.proxy_errors),
             restarts_24h: u32::try_from(restarts).unwrap_or(u32::MAX),
             failed_pushes_1h: s.failures.len() as u64,
         };
