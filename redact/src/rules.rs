@@ -80,62 +80,117 @@ static NEEDLE_START: [bool; 256] = {
 /// Bytes of a value searched for placeholder words and masks.
 const PLACEHOLDER_SCAN: usize = 160;
 
+/// Case-insensitive words that make a value a placeholder (`your_password_here`).
+const PLACEHOLDER_NEEDLES: &[&[u8]] = &[
+    b"example",
+    b"redacted",
+    b"placeholder",
+    b"your_",
+    b"your-",
+    b"changeme_",
+];
+
 /// True for values that are placeholders, references or our own redactions, not secrets.
 pub fn is_placeholder(v: &[u8]) -> bool {
-    /// Case-insensitive needles; each is looked for only where its first two bytes occur.
-    const NEEDLES: &[&[u8]] = &[
-        b"example",
-        b"redacted",
-        b"placeholder",
-        b"your_",
-        b"your-",
-        b"changeme_",
-    ];
     // Placeholders are short: a long value (a PEM block, a JWT) is only checked for the
-    // prefixes below, not scanned for needles.
+    // prefixes below, not scanned for needles. The cheap tests come first; every value that is
+    // a secret pays for all of them, so the two scans of its bytes come last.
     let scanned = &v[..v.len().min(PLACEHOLDER_SCAN)];
-    let has_needle = scanned.windows(2).enumerate().any(|(i, w)| {
-        NEEDLE_START[usize::from(w[0])] && {
-            let pair = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
-            NEEDLES.iter().any(|n| {
-                n[..2] == pair
-                    && v.get(i..i + n.len())
-                        .is_some_and(|w| w.eq_ignore_ascii_case(n))
-            })
-        }
-    });
-    let format_placeholder = v.first() == Some(&b'{') && {
+    placeholder_prefix(v)
+        || format_placeholder(v)
+        || v.iter().all(|b| *b == v[0])
+        || has_needle(v, scanned)
+        || masked(scanned)
+}
+
+/// A reference, a format string or one of our own redactions at the start of `v`.
+fn placeholder_prefix(v: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"%s",
+        b"SECRET_REF(",
+        b"[REDACTED:",
+        b"${",
+        b"{{",
+        b"<",
+        b"$(",
+        b"%(",
+    ];
+    PREFIXES.iter().any(|p| v.starts_with(p))
+}
+
+/// `{name}`: a format placeholder (up to the first `}`, names, dots, colons and spaces only).
+fn format_placeholder(v: &[u8]) -> bool {
+    v.first() == Some(&b'{') && {
         let inner = &v[1..];
         let end = inner.iter().position(|&b| b == b'}').unwrap_or(inner.len());
         inner[..end]
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b' '))
+    }
+}
+
+/// Whether a needle starts in `scanned` (it may run on into the rest of `v`).
+fn has_needle(v: &[u8], scanned: &[u8]) -> bool {
+    // Most values hold no needle's first two bytes at all: a branch-free pass over the pairs
+    // (which the compiler vectorises) rules them out before the exact search.
+    let may_start = match scanned {
+        [_, rest @ ..] => scanned
+            .iter()
+            .zip(rest)
+            .fold(false, |any, (&a, &b)| any | starts_needle(a, b)),
+        [] => false,
     };
-    format_placeholder
-        || v.starts_with(b"%s")
-        || v.starts_with(b"SECRET_REF(")
-        || v.starts_with(b"[REDACTED:")
-        || v.starts_with(b"${")
-        || v.starts_with(b"{{")
-        || v.starts_with(b"<")
-        || v.starts_with(b"$(")
-        || v.starts_with(b"%(")
-        || has_needle
-        || masked(scanned)
-        || v.iter().all(|b| *b == v[0])
+    may_start
+        && scanned.windows(2).enumerate().any(|(i, w)| {
+            NEEDLE_START[usize::from(w[0])] && {
+                let pair = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
+                PLACEHOLDER_NEEDLES.iter().any(|n| {
+                    n[..2] == pair
+                        && v.get(i..i + n.len())
+                            .is_some_and(|w| w.eq_ignore_ascii_case(n))
+                })
+            }
+        })
+}
+
+/// Whether `a b` may be the first two bytes of a needle, in any case. `| 0x20` folds exactly
+/// the two cases of a letter onto its lower case, and no other byte onto a lower-case letter.
+#[inline(always)]
+fn starts_needle(a: u8, b: u8) -> bool {
+    let pair = u16::from_le_bytes([a | 0x20, b | 0x20]);
+    const fn folded(p: &[u8]) -> u16 {
+        u16::from_le_bytes([p[0], p[1]])
+    }
+    (pair == folded(b"ex"))
+        | (pair == folded(b"re"))
+        | (pair == folded(b"pl"))
+        | (pair == folded(b"yo"))
+        | (pair == folded(b"ch"))
 }
 
 /// A run of `x` or `*` long enough to be a mask (`ghp_xxxxxxxx…`, `********`), not four `X`s
 /// that happen to sit in a random token.
 fn masked(v: &[u8]) -> bool {
+    // A mask is a run of four or more: a branch-free pass for any such run rules out most
+    // values before the runs are measured.
+    let is_mask = |b: u8| matches!(b, b'x' | b'X' | b'*');
+    let any_run_of_four = v.len() >= 4 && {
+        let (a, b, c, d) = (&v[..v.len() - 3], &v[1..], &v[2..], &v[3..]);
+        a.iter()
+            .zip(b)
+            .zip(c)
+            .zip(d)
+            .fold(false, |any, (((&a, &b), &c), &d)| {
+                any | (is_mask(a) & is_mask(b) & is_mask(c) & is_mask(d))
+            })
+    };
+    if !any_run_of_four {
+        return false;
+    }
     let mut run = 0;
     let mut longest = 0;
-    for b in v {
-        run = if matches!(b, b'x' | b'X' | b'*') {
-            run + 1
-        } else {
-            0
-        };
+    for &b in v {
+        run = if is_mask(b) { run + 1 } else { 0 };
         longest = longest.max(run);
     }
     longest >= 4 && (longest >= 8 || longest * 4 >= v.len())
