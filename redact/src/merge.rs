@@ -19,8 +19,8 @@ fn plain_word(value: &str) -> bool {
 /// only the first copy leave the rest of the prompt leaking.
 pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
     // Each distinct value once, labelled by its first finding.
-    let mut values: Vec<(&str, usize)> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut values: Vec<(&str, usize)> = Vec::with_capacity(findings.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(findings.len());
     for (i, f) in findings.iter().enumerate() {
         if f.detector == DetectorKind::Vault {
             continue;
