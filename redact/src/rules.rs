@@ -26,7 +26,8 @@ pub struct RuleSpec {
     /// Bytes after a keyword hit where the secret may end.
     pub fwd: usize,
     /// Extra check on the candidate secret; `false` drops it. Every candidate of every rule
-    /// must also not be a documented example or a placeholder ([`not_example`]).
+    /// must also not be a documented example or a placeholder ([`not_example`]), which is
+    /// checked before `accept` runs (so the checks below need not repeat it).
     pub accept: Option<fn(&Candidate<'_>) -> bool>,
     /// Literals of which one must occur in a window for the regex to run there (a cheap
     /// filter for rules whose keyword is common and whose context is not: `value:` after a
@@ -221,7 +222,7 @@ fn basic_credential(c: &Candidate<'_>) -> bool {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(v)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(v));
-    matches!(decoded, Ok(d) if d.contains(&b':') && d.len() >= 3) && !is_placeholder(v)
+    matches!(decoded, Ok(d) if d.contains(&b':') && d.len() >= 3)
 }
 
 /// A bearer token looks random: mixed classes, not a word or a reference.
@@ -230,7 +231,7 @@ fn token_like(c: &Candidate<'_>) -> bool {
     let digits = v.iter().any(u8::is_ascii_digit);
     let upper = v.iter().any(u8::is_ascii_uppercase);
     let lower = v.iter().any(u8::is_ascii_lowercase);
-    not_example(v) && (u8::from(digits) + u8::from(upper) + u8::from(lower)) >= 2
+    (u8::from(digits) + u8::from(upper) + u8::from(lower)) >= 2
 }
 
 /// Words that are never the secret assigned to a password or secret key: types, literals,
@@ -433,7 +434,6 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
     // `Secret::new(…)`: the `:` was half of a path separator.
     !v.first()
         .is_some_and(|b| b.is_ascii_whitespace() || matches!(b, b':' | b',' | b';'))
-        && not_example(v)
         && !NOT_PASSWORDS
             .iter()
             .any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
@@ -514,7 +514,6 @@ fn prose_secret(c: &Candidate<'_>) -> bool {
 /// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
 fn basic_password(c: &Candidate<'_>) -> bool {
     c.value.len() >= 4
-        && not_example(c.value)
         && !is_reference(c.value)
         && !NOT_PASSWORDS
             .iter()
@@ -529,7 +528,7 @@ fn aws_secret_near_id(c: &Candidate<'_>) -> bool {
     let lower = v.iter().any(u8::is_ascii_lowercase);
     let digit = v.iter().any(u8::is_ascii_digit);
     let symbol = v.iter().any(|b| matches!(b, b'/' | b'+'));
-    not_example(v) && upper && lower && (digit || symbol) && crate::entropy::shannon(v) >= 4.0
+    upper && lower && (digit || symbol) && crate::entropy::shannon(v) >= 4.0
 }
 
 /// Where a closing bracket that `v` did not open, followed by punctuation, a space or the end,
@@ -1199,6 +1198,7 @@ impl CompiledRule {
             quoted: m.secret.start > 0 && matches!(bytes[m.secret.start - 1], b'"' | b'\'' | b'`'),
             preceding: m.whole.start.checked_sub(1).map(|i| bytes[i]),
         };
+        // `not_example` before `accept`: the accept checks rely on it and do not repeat it.
         if value.is_empty()
             || inside_placeholder(bytes, m.secret.start)
             || !not_example(candidate.value)
