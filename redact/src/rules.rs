@@ -158,15 +158,13 @@ fn has_needle(v: &[u8], scanned: &[u8]) -> bool {
 /// the two cases of a letter onto its lower case, and no other byte onto a lower-case letter.
 #[inline(always)]
 fn starts_needle(a: u8, b: u8) -> bool {
-    let pair = u16::from_le_bytes([a | 0x20, b | 0x20]);
-    const fn folded(p: &[u8]) -> u16 {
-        u16::from_le_bytes([p[0], p[1]])
-    }
-    (pair == folded(b"ex"))
-        | (pair == folded(b"re"))
-        | (pair == folded(b"pl"))
-        | (pair == folded(b"yo"))
-        | (pair == folded(b"ch"))
+    // Byte-wise compares (not one 16-bit compare per pair), which vectorise.
+    let (a, b) = (a | 0x20, b | 0x20);
+    (a == b'e') & (b == b'x')
+        | (a == b'r') & (b == b'e')
+        | (a == b'p') & (b == b'l')
+        | (a == b'y') & (b == b'o')
+        | (a == b'c') & (b == b'h')
 }
 
 /// A run of `x` or `*` long enough to be a mask (`ghp_xxxxxxxx…`, `********`), not four `X`s
