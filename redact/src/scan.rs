@@ -690,11 +690,9 @@ mod tests {
         }
     }
 
-    /// 200,000 literals leave 9 fingerprint bits per entry: every one is still found, at its
-    /// place and with its own id, and a text made of other values finds none.
     /// Literals of one format share their first bytes and are indexed by later windows, up to
-    /// the offset field's limit: each is still found once at every alignment, for steps from 3
-    /// to `MAX_STEP` and lengths from the shortest to far past 32 bytes.
+    /// the offset field's limit: each is still found once at every alignment, with steps of 3,
+    /// 9 and `MAX_STEP` and lengths from the shortest to far past 32 bytes.
     #[test]
     fn literals_indexed_by_later_windows_are_found_at_every_alignment() {
         let tokens = |prefix: &str, lens: &[usize]| -> Vec<Vec<u8>> {
@@ -743,6 +741,8 @@ mod tests {
         }
     }
 
+    /// 200,000 literals leave 9 fingerprint bits per entry: every one is still found, at its
+    /// place and with its own id, and a text made of other values finds none.
     #[test]
     fn large_sets_with_short_fingerprints_find_every_literal() {
         let literal = |i: usize| format!("value-{i:08}-{:08x}", i.wrapping_mul(0x9e37_79b9));
