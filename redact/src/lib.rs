@@ -66,6 +66,7 @@ pub mod vault;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, OnceLock};
 
 use clawgate_protocol::{SecretName, SecretString};
@@ -488,26 +489,32 @@ impl Redactor {
         capture: Option<&dyn Capture>,
     ) -> Vec<Box<str>> {
         let mut keyed: Option<Hmac<Sha256>> = None;
-        let mut memo: HashMap<(&str, &str), Box<str>> = HashMap::new();
-        findings
-            .iter()
-            .map(|f| match &f.secret {
+        // Where each (rule, value) was first replaced: a repeat copies that replacement. Sized
+        // for every finding up front (a dense prompt has one distinct value per finding).
+        let mut first: HashMap<(&str, &str), usize> = HashMap::with_capacity(findings.len());
+        let mut out: Vec<Box<str>> = Vec::with_capacity(findings.len());
+        for f in findings {
+            let replacement = match &f.secret {
                 Some(name) => secret_ref(name.as_str()),
                 None => {
                     let value = &text[f.start..f.end];
-                    memo.entry((&f.rule, value))
-                        .or_insert_with(|| {
+                    match first.entry((&f.rule, value)) {
+                        Entry::Occupied(seen) => out[*seen.get()].clone(),
+                        Entry::Vacant(slot) => {
+                            slot.insert(out.len());
                             let mac = keyed.get_or_insert_with(|| self.keyed_mac()).clone();
                             let tag = tag_with(mac, value);
                             capture.and_then(|c| offer(c, f, &tag, value)).map_or_else(
                                 || redacted_placeholder(&f.rule, &tag).into_boxed_str(),
                                 |name| secret_ref(name.as_str()),
                             )
-                        })
-                        .clone()
+                        }
+                    }
                 }
-            })
-            .collect()
+            };
+            out.push(replacement);
+        }
+        out
     }
 
     fn keyed_mac(&self) -> Hmac<Sha256> {

@@ -19,8 +19,8 @@ fn plain_word(value: &str) -> bool {
 /// only the first copy leave the rest of the prompt leaking.
 pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
     // Each distinct value once, labelled by its first finding.
-    let mut values: Vec<(&str, usize)> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut values: Vec<(&str, usize)> = Vec::with_capacity(findings.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(findings.len());
     for (i, f) in findings.iter().enumerate() {
         if f.detector == DetectorKind::Vault {
             continue;
@@ -39,7 +39,8 @@ pub(crate) fn every_copy(text: &str, findings: &mut Vec<Finding>) {
     // Spans sorted by start with a running maximum of their ends: a hit is already covered when
     // some span starting at or before it reaches its end (O(log n) per hit, not O(n)).
     let mut spans: Vec<(usize, usize)> = findings.iter().map(|f| (f.start, f.end)).collect();
-    spans.sort_unstable();
+    // Each detector's findings come mostly in text order: the stable sort merges those runs.
+    spans.sort();
     let mut reach = Vec::with_capacity(spans.len());
     let mut max_end = 0;
     for (_, end) in &spans {

@@ -26,7 +26,8 @@ pub struct RuleSpec {
     /// Bytes after a keyword hit where the secret may end.
     pub fwd: usize,
     /// Extra check on the candidate secret; `false` drops it. Every candidate of every rule
-    /// must also not be a documented example or a placeholder ([`not_example`]).
+    /// must also not be a documented example or a placeholder ([`not_example`]), which is
+    /// checked before `accept` runs (so the checks below need not repeat it).
     pub accept: Option<fn(&Candidate<'_>) -> bool>,
     /// Literals of which one must occur in a window for the regex to run there (a cheap
     /// filter for rules whose keyword is common and whose context is not: `value:` after a
@@ -80,62 +81,115 @@ static NEEDLE_START: [bool; 256] = {
 /// Bytes of a value searched for placeholder words and masks.
 const PLACEHOLDER_SCAN: usize = 160;
 
+/// Case-insensitive words that make a value a placeholder (`your_password_here`).
+const PLACEHOLDER_NEEDLES: &[&[u8]] = &[
+    b"example",
+    b"redacted",
+    b"placeholder",
+    b"your_",
+    b"your-",
+    b"changeme_",
+];
+
 /// True for values that are placeholders, references or our own redactions, not secrets.
 pub fn is_placeholder(v: &[u8]) -> bool {
-    /// Case-insensitive needles; each is looked for only where its first two bytes occur.
-    const NEEDLES: &[&[u8]] = &[
-        b"example",
-        b"redacted",
-        b"placeholder",
-        b"your_",
-        b"your-",
-        b"changeme_",
-    ];
     // Placeholders are short: a long value (a PEM block, a JWT) is only checked for the
-    // prefixes below, not scanned for needles.
+    // prefixes below, not scanned for needles. The cheap tests come first; every value that is
+    // a secret pays for all of them, so the two scans of its bytes come last.
     let scanned = &v[..v.len().min(PLACEHOLDER_SCAN)];
-    let has_needle = scanned.windows(2).enumerate().any(|(i, w)| {
-        NEEDLE_START[usize::from(w[0])] && {
-            let pair = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
-            NEEDLES.iter().any(|n| {
-                n[..2] == pair
-                    && v.get(i..i + n.len())
-                        .is_some_and(|w| w.eq_ignore_ascii_case(n))
-            })
-        }
-    });
-    let format_placeholder = v.first() == Some(&b'{') && {
+    placeholder_prefix(v)
+        || format_placeholder(v)
+        || v.iter().all(|b| *b == v[0])
+        || has_needle(v, scanned)
+        || masked(scanned)
+}
+
+/// A reference, a format string or one of our own redactions at the start of `v`.
+fn placeholder_prefix(v: &[u8]) -> bool {
+    const PREFIXES: &[&[u8]] = &[
+        b"%s",
+        b"SECRET_REF(",
+        b"[REDACTED:",
+        b"${",
+        b"{{",
+        b"<",
+        b"$(",
+        b"%(",
+    ];
+    PREFIXES.iter().any(|p| v.starts_with(p))
+}
+
+/// `{name}`: a format placeholder (up to the first `}`, names, dots, colons and spaces only).
+fn format_placeholder(v: &[u8]) -> bool {
+    v.first() == Some(&b'{') && {
         let inner = &v[1..];
         let end = inner.iter().position(|&b| b == b'}').unwrap_or(inner.len());
         inner[..end]
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b' '))
+    }
+}
+
+/// Whether a needle starts in `scanned` (it may run on into the rest of `v`).
+fn has_needle(v: &[u8], scanned: &[u8]) -> bool {
+    // Most values hold no needle's first two bytes at all: a branch-free pass over the pairs
+    // (which the compiler vectorises) rules them out before the exact search.
+    let may_start = match scanned {
+        [_, rest @ ..] => scanned
+            .iter()
+            .zip(rest)
+            .fold(false, |any, (&a, &b)| any | starts_needle(a, b)),
+        [] => false,
     };
-    format_placeholder
-        || v.starts_with(b"%s")
-        || v.starts_with(b"SECRET_REF(")
-        || v.starts_with(b"[REDACTED:")
-        || v.starts_with(b"${")
-        || v.starts_with(b"{{")
-        || v.starts_with(b"<")
-        || v.starts_with(b"$(")
-        || v.starts_with(b"%(")
-        || has_needle
-        || masked(scanned)
-        || v.iter().all(|b| *b == v[0])
+    may_start
+        && scanned.windows(2).enumerate().any(|(i, w)| {
+            NEEDLE_START[usize::from(w[0])] && {
+                let pair = [w[0].to_ascii_lowercase(), w[1].to_ascii_lowercase()];
+                PLACEHOLDER_NEEDLES.iter().any(|n| {
+                    n[..2] == pair
+                        && v.get(i..i + n.len())
+                            .is_some_and(|w| w.eq_ignore_ascii_case(n))
+                })
+            }
+        })
+}
+
+/// Whether `a b` may be the first two bytes of a needle, in any case. `| 0x20` folds exactly
+/// the two cases of a letter onto its lower case, and no other byte onto a lower-case letter.
+#[inline(always)]
+fn starts_needle(a: u8, b: u8) -> bool {
+    // Byte-wise compares (not one 16-bit compare per pair), which vectorise.
+    let (a, b) = (a | 0x20, b | 0x20);
+    (a == b'e') & (b == b'x')
+        | (a == b'r') & (b == b'e')
+        | (a == b'p') & (b == b'l')
+        | (a == b'y') & (b == b'o')
+        | (a == b'c') & (b == b'h')
 }
 
 /// A run of `x` or `*` long enough to be a mask (`ghp_xxxxxxxx…`, `********`), not four `X`s
 /// that happen to sit in a random token.
 fn masked(v: &[u8]) -> bool {
+    // A mask is a run of four or more: a branch-free pass for any such run rules out most
+    // values before the runs are measured.
+    let is_mask = |b: u8| matches!(b, b'x' | b'X' | b'*');
+    let any_run_of_four = v.len() >= 4 && {
+        let (a, b, c, d) = (&v[..v.len() - 3], &v[1..], &v[2..], &v[3..]);
+        a.iter()
+            .zip(b)
+            .zip(c)
+            .zip(d)
+            .fold(false, |any, (((&a, &b), &c), &d)| {
+                any | (is_mask(a) & is_mask(b) & is_mask(c) & is_mask(d))
+            })
+    };
+    if !any_run_of_four {
+        return false;
+    }
     let mut run = 0;
     let mut longest = 0;
-    for b in v {
-        run = if matches!(b, b'x' | b'X' | b'*') {
-            run + 1
-        } else {
-            0
-        };
+    for &b in v {
+        run = if is_mask(b) { run + 1 } else { 0 };
         longest = longest.max(run);
     }
     longest >= 4 && (longest >= 8 || longest * 4 >= v.len())
@@ -166,7 +220,7 @@ fn basic_credential(c: &Candidate<'_>) -> bool {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(v)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(v));
-    matches!(decoded, Ok(d) if d.contains(&b':') && d.len() >= 3) && !is_placeholder(v)
+    matches!(decoded, Ok(d) if d.contains(&b':') && d.len() >= 3)
 }
 
 /// A bearer token looks random: mixed classes, not a word or a reference.
@@ -175,7 +229,7 @@ fn token_like(c: &Candidate<'_>) -> bool {
     let digits = v.iter().any(u8::is_ascii_digit);
     let upper = v.iter().any(u8::is_ascii_uppercase);
     let lower = v.iter().any(u8::is_ascii_lowercase);
-    not_example(v) && (u8::from(digits) + u8::from(upper) + u8::from(lower)) >= 2
+    (u8::from(digits) + u8::from(upper) + u8::from(lower)) >= 2
 }
 
 /// Words that are never the secret assigned to a password or secret key: types, literals,
@@ -378,7 +432,6 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
     // `Secret::new(…)`: the `:` was half of a path separator.
     !v.first()
         .is_some_and(|b| b.is_ascii_whitespace() || matches!(b, b':' | b',' | b';'))
-        && not_example(v)
         && !NOT_PASSWORDS
             .iter()
             .any(|w| v.eq_ignore_ascii_case(w.as_bytes()))
@@ -459,7 +512,6 @@ fn prose_secret(c: &Candidate<'_>) -> bool {
 /// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
 fn basic_password(c: &Candidate<'_>) -> bool {
     c.value.len() >= 4
-        && not_example(c.value)
         && !is_reference(c.value)
         && !NOT_PASSWORDS
             .iter()
@@ -474,7 +526,7 @@ fn aws_secret_near_id(c: &Candidate<'_>) -> bool {
     let lower = v.iter().any(u8::is_ascii_lowercase);
     let digit = v.iter().any(u8::is_ascii_digit);
     let symbol = v.iter().any(|b| matches!(b, b'/' | b'+'));
-    not_example(v) && upper && lower && (digit || symbol) && crate::entropy::shannon(v) >= 4.0
+    upper && lower && (digit || symbol) && crate::entropy::shannon(v) >= 4.0
 }
 
 /// Where a closing bracket that `v` did not open, followed by punctuation, a space or the end,
@@ -1144,6 +1196,7 @@ impl CompiledRule {
             quoted: m.secret.start > 0 && matches!(bytes[m.secret.start - 1], b'"' | b'\'' | b'`'),
             preceding: m.whole.start.checked_sub(1).map(|i| bytes[i]),
         };
+        // `not_example` before `accept`: the accept checks rely on it and do not repeat it.
         if value.is_empty()
             || inside_placeholder(bytes, m.secret.start)
             || !not_example(candidate.value)
@@ -1265,7 +1318,10 @@ impl Detector for RuleDetector {
         if hits.is_empty() {
             return;
         }
-        hits.sort_unstable();
+        // Nearly sorted already (the scan reports each hit a few bytes after its start): the
+        // stable sort merges such runs in close to linear time. Whole tuples are compared, so
+        // every sort gives this same order.
+        hits.sort();
         // Per rule, its windows (merged as they come: a rule's hits come in text order) and,
         // for an anchored rule, its hits' starts.
         let mut windows: Vec<Vec<Range<usize>>> = vec![Vec::new(); self.rules.len()];

@@ -93,8 +93,21 @@ pub(crate) const MAX_LITERALS: usize = 1 << (32 - OFFSET_BITS);
 /// At most this many bytes of literals in a [`LiteralSet`] (spans are 32-bit).
 pub(crate) const MAX_LITERAL_BYTES: usize = u32::MAX as usize;
 
-/// Offsets (`< MAX_STEP`) take the low 5 bits of an entry.
+/// Offsets of indexed windows ([`first_indexed_window`] keeps them under 32) take the low 5
+/// bits of an entry.
 const OFFSET_BITS: u32 = 5;
+
+/// Where the `step` consecutive windows indexed for a literal of `len` bytes start. Any `step`
+/// consecutive windows catch every occurrence exactly once (one of them starts at a sampled
+/// position), so they are taken as far into the literal as its length and the offset field
+/// allow: literals of one format share their first bytes (`ghp_`, `AKIA`, `sk_live_`, a JWT's
+/// header), and a probe on a window they all share compared every one of them.
+fn first_indexed_window(len: usize, width: usize, step: usize) -> usize {
+    // The literal's last `step` windows (every literal of a tier is long enough to have `step`).
+    let last_start = (len + 1).saturating_sub(width + step);
+    let field_limit = (1 << OFFSET_BITS) - step; // offsets must fit in OFFSET_BITS
+    last_start.min(field_limit)
+}
 
 impl Tier {
     fn new(width: usize, step: usize, literals: &[(u32, &[u8])]) -> Self {
@@ -108,7 +121,8 @@ impl Tier {
         // a stored copy doubled the peak memory of a build.
         let windows = || {
             literals.iter().flat_map(move |&(literal, bytes)| {
-                (0..step).filter_map(move |offset| {
+                let first = first_indexed_window(bytes.len(), width, step);
+                (first..first + step).filter_map(move |offset| {
                     let key = load(bytes, offset, width)?;
                     Some((hash(key), (literal << OFFSET_BITS) | offset as u32))
                 })
@@ -283,7 +297,10 @@ impl LiteralSet {
     pub(crate) fn find_sorted(&self, hay: &[u8]) -> Vec<(usize, usize, usize)> {
         let mut hits = Vec::new();
         self.find_all(hay, |s, e, id| hits.push((s, e, id)));
-        hits.sort_unstable_by_key(|&(s, _, id)| (s, id));
+        // Each tier reports in nearly sorted order (a hit a few bytes after its start): the
+        // stable sort merges such runs in close to linear time. A hit's end follows from its
+        // start and literal, so hits with equal keys are equal and every sort gives this order.
+        hits.sort_by_key(|&(s, _, id)| (s, id));
         hits
     }
 }
@@ -657,6 +674,57 @@ mod tests {
                     let mut hay = vec![b'-'; pad];
                     hay.extend_from_slice(lit);
                     hay.extend(std::iter::repeat_n(b'+', tail));
+                    let got = set.find_sorted(&hay);
+                    let mut want = Vec::new();
+                    for (id, l) in literals.iter().enumerate() {
+                        for s in 0..hay.len() {
+                            if hay[s..].starts_with(l) {
+                                want.push((s, s + l.len(), id));
+                            }
+                        }
+                    }
+                    want.sort_unstable_by_key(|&(s, _, id)| (s, id));
+                    assert_eq!(got, want, "{:?} at {pad}", String::from_utf8_lossy(lit));
+                }
+            }
+        }
+    }
+
+    /// Literals of one format share their first bytes and are indexed by later windows, up to
+    /// the offset field's limit: each is still found once at every alignment, with steps of 3,
+    /// 9 and `MAX_STEP` and lengths from the shortest to far past 32 bytes.
+    #[test]
+    fn literals_indexed_by_later_windows_are_found_at_every_alignment() {
+        let tokens = |prefix: &str, lens: &[usize]| -> Vec<Vec<u8>> {
+            let mut state = 0x9E37_79B9_7F4A_7C15u64;
+            lens.iter()
+                .map(|&len| {
+                    let mut t = prefix.as_bytes().to_vec();
+                    while t.len() < len {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        t.push(
+                            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                                [(state % 62) as usize],
+                        );
+                    }
+                    t
+                })
+                .collect()
+        };
+        for literals in [
+            tokens("ghp_", &[6, 12, 13, 20, 40, 40, 41, 70, 200]),
+            tokens("eyJhbGciOiJIUzI1NiJ9.eyJ", &[40, 40, 47, 64, 120]),
+            tokens("sk_live_", &[16, 17, 31, 32, 33, 48]),
+        ] {
+            let set = LiteralSet::new(literals.iter().map(Vec::as_slice));
+            for lit in &literals {
+                for pad in 0..30 {
+                    let mut hay = vec![b'-'; pad];
+                    hay.extend_from_slice(lit);
+                    hay.extend_from_slice(b" and ");
+                    hay.extend_from_slice(lit);
                     let got = set.find_sorted(&hay);
                     let mut want = Vec::new();
                     for (id, l) in literals.iter().enumerate() {
