@@ -59,6 +59,10 @@ fn resolve(c: &mut Criterion) {
             black_box(vault.resolve(&refs[i], &ctx).unwrap());
         })
     });
+    // Every hook decision and every proxied request asks whether the vault changed.
+    c.bench_function("generation", |b| {
+        b.iter(|| black_box(vault.generation().unwrap()))
+    });
     let denied = ResolveContext {
         tool: "message",
         hosts: &[],

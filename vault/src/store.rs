@@ -264,7 +264,9 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 fn get_meta<T: rusqlite::types::FromSql>(conn: &Connection, key: &str) -> Result<T> {
-    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+    // Cached: the generation is read before every hook decision and every proxied request.
+    conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()
         .map_err(corrupt_or)?
         .ok_or_else(|| Error::tampered(format!("the vault header (`{key}` missing)")))
