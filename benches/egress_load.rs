@@ -873,7 +873,15 @@ async fn sse(
     ];
     let a = post(client, url, &h, body).await;
     if !contains(&a.body_tail, b"message_stop") {
-        fail("an SSE stream ended without message_stop");
+        // Which side and where it stopped, so a recurrence can be told apart (seen once,
+        // 2026-11-24, not reproduced in the next run).
+        let tail = String::from_utf8_lossy(&a.body_tail);
+        let skip = tail.chars().count().saturating_sub(300);
+        let last: String = tail.chars().skip(skip).collect();
+        fail(&format!(
+            "an SSE stream from {url} ended without message_stop after {:.1} ms ({deltas} deltas every {interval_ms} ms asked); its last bytes: {last:?}",
+            a.total.as_secs_f64() * 1000.0
+        ));
     }
     a
 }
