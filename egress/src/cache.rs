@@ -140,8 +140,7 @@ impl RedactionCache {
         });
         drop(st);
         // A retired generation is megabytes of strings: it is freed after the lock is released,
-        // so requests looking up the cache meanwhile do not wait for the allocator (this was a
-        // p99 spike of the resent-history benchmark).
+        // so requests looking up the cache meanwhile do not wait for the allocator.
         drop((stale, replaced, retired));
     }
 }

@@ -652,6 +652,21 @@ mod tests {
 
     /// Every literal at every offset of a text, for long and short literals and both tiers at
     /// once: the sampled scan misses nothing and reports nothing twice.
+    /// Every occurrence of every literal in `hay`, found the slow way: what `find_sorted` must
+    /// return, in its order.
+    fn every_occurrence(literals: &[Vec<u8>], hay: &[u8]) -> Vec<(usize, usize, usize)> {
+        let mut want = Vec::new();
+        for (id, l) in literals.iter().enumerate() {
+            for s in 0..hay.len() {
+                if hay[s..].starts_with(l) {
+                    want.push((s, s + l.len(), id));
+                }
+            }
+        }
+        want.sort_unstable_by_key(|&(s, _, id)| (s, id));
+        want
+    }
+
     #[test]
     fn sampled_scan_finds_every_occurrence_at_every_alignment() {
         let literals: Vec<Vec<u8>> = [
@@ -674,17 +689,12 @@ mod tests {
                     let mut hay = vec![b'-'; pad];
                     hay.extend_from_slice(lit);
                     hay.extend(std::iter::repeat_n(b'+', tail));
-                    let got = set.find_sorted(&hay);
-                    let mut want = Vec::new();
-                    for (id, l) in literals.iter().enumerate() {
-                        for s in 0..hay.len() {
-                            if hay[s..].starts_with(l) {
-                                want.push((s, s + l.len(), id));
-                            }
-                        }
-                    }
-                    want.sort_unstable_by_key(|&(s, _, id)| (s, id));
-                    assert_eq!(got, want, "{:?} at {pad}", String::from_utf8_lossy(lit));
+                    assert_eq!(
+                        set.find_sorted(&hay),
+                        every_occurrence(&literals, &hay),
+                        "{:?} at {pad}",
+                        String::from_utf8_lossy(lit)
+                    );
                 }
             }
         }
@@ -725,17 +735,12 @@ mod tests {
                     hay.extend_from_slice(lit);
                     hay.extend_from_slice(b" and ");
                     hay.extend_from_slice(lit);
-                    let got = set.find_sorted(&hay);
-                    let mut want = Vec::new();
-                    for (id, l) in literals.iter().enumerate() {
-                        for s in 0..hay.len() {
-                            if hay[s..].starts_with(l) {
-                                want.push((s, s + l.len(), id));
-                            }
-                        }
-                    }
-                    want.sort_unstable_by_key(|&(s, _, id)| (s, id));
-                    assert_eq!(got, want, "{:?} at {pad}", String::from_utf8_lossy(lit));
+                    assert_eq!(
+                        set.find_sorted(&hay),
+                        every_occurrence(&literals, &hay),
+                        "{:?} at {pad}",
+                        String::from_utf8_lossy(lit)
+                    );
                 }
             }
         }
@@ -800,16 +805,11 @@ mod tests {
                     let at = next(hay.len() + 1);
                     hay.splice(at..at, lit.iter().copied());
                 }
-                let mut want = Vec::new();
-                for (id, l) in literals.iter().enumerate() {
-                    for s in 0..hay.len() {
-                        if hay[s..].starts_with(l) {
-                            want.push((s, s + l.len(), id));
-                        }
-                    }
-                }
-                want.sort_unstable_by_key(|&(s, _, id)| (s, id));
-                assert_eq!(set.find_sorted(&hay), want, "round {round}");
+                assert_eq!(
+                    set.find_sorted(&hay),
+                    every_occurrence(&literals, &hay),
+                    "round {round}"
+                );
             }
         }
     }

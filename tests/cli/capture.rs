@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{clawgate, ok, random_value, stdout};
-use crate::egress::{FakeAnthropic, free_port, post};
+use crate::egress::{FakeAnthropic, free_port, post_messages};
 use crate::serve::{Daemon, audit_text, blocked, event, put_secret, verify_audit};
 
 /// A GitHub token in the `github-pat` rule's format, random each run.
@@ -241,12 +241,7 @@ fn an_unknown_secret_in_an_llm_request_is_captured_by_the_proxy() {
                       "messages": [{"role": "user", "content": format!("use my token {gh} please")}]})
     .to_string();
     let send = || {
-        let (status, head, _) = post(
-            port,
-            "/anthropic/v1/messages",
-            &[("x-api-key", &agent_token)],
-            &body,
-        );
+        let (status, head, _) = post_messages(port, &agent_token, &body);
         assert_eq!(status, 200, "{head}\n{}", d.log());
         String::from_utf8(fake.seen().last().unwrap().body.clone()).unwrap()
     };

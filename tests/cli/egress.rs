@@ -94,6 +94,16 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// POSTs `body` to the proxy's Anthropic messages route with `token` as the agent's key.
+pub(crate) fn post_messages(port: u16, token: &str, body: &str) -> (u16, String, String) {
+    post(
+        port,
+        "/anthropic/v1/messages",
+        &[("x-api-key", token)],
+        body,
+    )
+}
+
 /// POSTs `body` to the proxy; returns the status, the response head and body.
 pub(crate) fn post(
     port: u16,
@@ -161,24 +171,14 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
     .to_string();
 
     // No key in the vault yet, no token minted: refused, never forwarded.
-    let (status, head, _) = post(
-        port,
-        "/anthropic/v1/messages",
-        &[("x-api-key", "cgt_nope")],
-        &body,
-    );
+    let (status, head, _) = post_messages(port, "cgt_nope", &body);
     assert_eq!(status, 401, "{head}");
     assert!(head.contains("x-clawgate-error: invalid_token"), "{head}");
     let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
         .trim()
         .to_owned();
     assert!(token.starts_with("cgt_"));
-    let (status, head, _) = post(
-        port,
-        "/anthropic/v1/messages",
-        &[("x-api-key", &token)],
-        &body,
-    );
+    let (status, head, _) = post_messages(port, &token, &body);
     assert_eq!(status, 503, "{head}");
     assert!(head.contains("no_provider_key"), "{head}");
     assert!(fake.seen().is_empty());
@@ -191,12 +191,7 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
         &["clawgate:egress"],
         &["api.anthropic.com"],
     );
-    let (status, _, _) = post(
-        port,
-        "/anthropic/v1/messages",
-        &[("x-api-key", &token)],
-        &body,
-    );
+    let (status, _, _) = post_messages(port, &token, &body);
     assert_eq!(status, 503);
     put_secret(
         &d,
@@ -236,19 +231,9 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
     let token2 = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
         .trim()
         .to_owned();
-    let (status, _, _) = post(
-        port,
-        "/anthropic/v1/messages",
-        &[("x-api-key", &token)],
-        &body,
-    );
+    let (status, _, _) = post_messages(port, &token, &body);
     assert_eq!(status, 401);
-    let (status, _, _) = post(
-        port,
-        "/anthropic/v1/messages",
-        &[("x-api-key", &token2)],
-        &body,
-    );
+    let (status, _, _) = post_messages(port, &token2, &body);
     assert_eq!(status, 200);
 
     let rows = wait_for_usage(&d, 2);
@@ -376,14 +361,7 @@ fn a_request_in_flight_when_the_daemon_is_killed_is_still_counted() {
     .to_string();
     let client = std::thread::spawn(move || {
         // The connection breaks when the daemon dies; the status does not matter.
-        let _ = std::panic::catch_unwind(|| {
-            post(
-                port,
-                "/anthropic/v1/messages",
-                &[("x-api-key", &token)],
-                &body,
-            )
-        });
+        let _ = std::panic::catch_unwind(|| post_messages(port, &token, &body));
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     while fake.seen().is_empty() {
@@ -494,12 +472,7 @@ fn a_reload_applies_new_budgets_and_prices() {
                       "messages": [{"role": "user", "content": "hi"}]})
     .to_string();
     let send = || {
-        let (status, head, _) = post(
-            port,
-            "/anthropic/v1/messages",
-            &[("x-api-key", &token)],
-            &body,
-        );
+        let (status, head, _) = post_messages(port, &token, &body);
         wait_for_usage(&d, u64::try_from(fake.seen().len()).unwrap());
         (status, head)
     };

@@ -765,12 +765,7 @@ fn the_heartbeat_counts_the_egress_proxys_own_failures() {
     .to_owned();
     let body = json!({"model": "claude-x", "max_tokens": 1, "messages": []}).to_string();
     for _ in 0..3 {
-        let (status, head, _) = crate::egress::post(
-            port,
-            "/anthropic/v1/messages",
-            &[("x-api-key", &token)],
-            &body,
-        );
+        let (status, head, _) = crate::egress::post_messages(port, &token, &body);
         assert_eq!(status, 503, "{head}");
         assert!(head.contains("no_provider_key"), "{head}");
     }
