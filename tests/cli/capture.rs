@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{clawgate, ok, random_value, stdout};
-use crate::egress::{FakeAnthropic, free_port, post_messages};
-use crate::serve::{Daemon, audit_text, blocked, event, put_secret, verify_audit};
+use crate::egress::{
+    FakeAnthropic, free_port, mint_token, post_messages, put_loopback_anthropic_key,
+};
+use crate::serve::{Daemon, audit_text, blocked, event, verify_audit};
 
 /// A GitHub token in the `github-pat` rule's format, random each run.
 fn github_token() -> String {
@@ -224,18 +226,8 @@ fn an_unknown_secret_in_an_llm_request_is_captured_by_the_proxy() {
         "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n[redact]\ncapture_unknown = \"rules\"\n",
         fake.port
     ));
-    put_secret(
-        &d,
-        "provider.anthropic",
-        &format!("sk-ant-api03-{}", random_value()),
-        &["clawgate:egress"],
-        &["127.0.0.1"],
-    );
-    let mut mint = clawgate(&d.state());
-    mint.args(["egress", "token", "main"])
-        .arg("--config")
-        .arg(&d.config);
-    let agent_token = stdout(&ok(mint, "")).trim().to_owned();
+    put_loopback_anthropic_key(&d);
+    let agent_token = mint_token(&d, "main");
     let gh = github_token();
     let body = json!({"model": "claude-test-1", "max_tokens": 16,
                       "messages": [{"role": "user", "content": format!("use my token {gh} please")}]})

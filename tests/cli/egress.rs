@@ -94,6 +94,24 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// Mints `agent`'s proxy token with `clawgate egress token` (revoking any earlier one).
+pub(crate) fn mint_token(d: &Daemon, agent: &str) -> String {
+    stdout(&ok(d.cli_cmd(&["egress", "token", agent]), ""))
+        .trim()
+        .to_owned()
+}
+
+/// Stores a random Anthropic key the proxy may send to the loopback fake.
+pub(crate) fn put_loopback_anthropic_key(d: &Daemon) {
+    put_secret(
+        d,
+        "provider.anthropic",
+        &format!("sk-ant-api03-{}", random_value()),
+        &["clawgate:egress"],
+        &["127.0.0.1"],
+    );
+}
+
 /// POSTs `body` to the proxy's Anthropic messages route with `token` as the agent's key.
 pub(crate) fn post_messages(port: u16, token: &str, body: &str) -> (u16, String, String) {
     post(
@@ -174,9 +192,7 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
     let (status, head, _) = post_messages(port, "cgt_nope", &body);
     assert_eq!(status, 401, "{head}");
     assert!(head.contains("x-clawgate-error: invalid_token"), "{head}");
-    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
-        .trim()
-        .to_owned();
+    let token = mint_token(&d, "main");
     assert!(token.starts_with("cgt_"));
     let (status, head, _) = post_messages(port, &token, &body);
     assert_eq!(status, 503, "{head}");
@@ -228,9 +244,7 @@ fn serve_proxies_with_vault_keys_agent_tokens_and_redaction() {
     assert!(up_body.contains("SECRET_REF(db.password)"), "{up_body}");
 
     // A minted replacement revokes the old token at once.
-    let token2 = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
-        .trim()
-        .to_owned();
+    let token2 = mint_token(&d, "main");
     let (status, _, _) = post_messages(port, &token, &body);
     assert_eq!(status, 401);
     let (status, _, _) = post_messages(port, &token2, &body);
@@ -346,16 +360,8 @@ fn a_request_in_flight_when_the_daemon_is_killed_is_still_counted() {
         "[egress]\nlisten = \"127.0.0.1:{port}\"\nconnect_listen = \"off\"\n[egress.upstreams]\nanthropic = \"http://127.0.0.1:{}\"\n",
         fake.port
     ));
-    put_secret(
-        &d,
-        "provider.anthropic",
-        &random_value(),
-        &["clawgate:egress"],
-        &["127.0.0.1"],
-    );
-    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
-        .trim()
-        .to_owned();
+    put_loopback_anthropic_key(&d);
+    let token = mint_token(&d, "main");
     let body = json!({"model": "claude-test-1", "max_tokens": 8,
                       "messages": [{"role": "user", "content": "HANG"}]})
     .to_string();
@@ -410,9 +416,7 @@ fn the_connect_listener_refuses_llm_hosts_and_private_addresses_and_audits_them(
     let d = Daemon::start(&format!(
         "[egress]\nlisten = \"off\"\nconnect_listen = \"127.0.0.1:{port}\"\n"
     ));
-    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
-        .trim()
-        .to_owned();
+    let token = mint_token(&d, "main");
     assert!(connect(port, "example.com:443", "cgt_wrong").contains(" 407 "));
     let llm = connect(port, "api.openai.com:443", &token);
     assert!(llm.starts_with("HTTP/1.1 403"), "{llm}");
@@ -458,16 +462,8 @@ fn a_reload_applies_new_budgets_and_prices() {
         std::fs::write(&d.config, text).unwrap();
         d.reload();
     };
-    put_secret(
-        &d,
-        "provider.anthropic",
-        &format!("sk-ant-api03-{}", random_value()),
-        &["clawgate:egress"],
-        &["127.0.0.1"],
-    );
-    let token = stdout(&ok(d.cli_cmd(&["egress", "token", "main"]), ""))
-        .trim()
-        .to_owned();
+    put_loopback_anthropic_key(&d);
+    let token = mint_token(&d, "main");
     let body = json!({"model": "claude-test-1", "max_tokens": 16,
                       "messages": [{"role": "user", "content": "hi"}]})
     .to_string();

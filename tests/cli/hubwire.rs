@@ -757,12 +757,7 @@ fn the_heartbeat_counts_the_egress_proxys_own_failures() {
     hub.wait_for("a heartbeat with full runtime health", |h| {
         h.heartbeats.iter().any(|b| runtime_of(b) == Some(20))
     });
-    let token = stdout(&crate::common::ok(
-        d.cli_cmd(&["egress", "token", "main"]),
-        "",
-    ))
-    .trim()
-    .to_owned();
+    let token = crate::egress::mint_token(&d, "main");
     let body = json!({"model": "claude-x", "max_tokens": 1, "messages": []}).to_string();
     for _ in 0..3 {
         let (status, head, _) = crate::egress::post_messages(port, &token, &body);
