@@ -2,8 +2,10 @@
 //! local fake upstream (the brief's targets: p50 ≤ 0.3 ms and p99 ≤ 1 ms added at 64 KB; added
 //! SSE time-to-first-byte p50 ≤ 0.5 ms).
 //!
-//! Interleaved pairs (direct, proxied) over kept-alive connections, with redaction on: 1,000
-//! vault values plus every rule and the entropy detector. Request bodies are chat-shaped JSON of
+//! Interleaved runs (direct, proxied) over kept-alive connections, with redaction on: 1,000
+//! vault values plus every rule and the entropy detector. A third path goes through a
+//! pass-through proxy built from the same parts (hyper server, pooled hyper client, TCP_NODELAY)
+//! that does nothing else: what any proxy hop costs on this machine, so the rest is Clawgate's. Request bodies are chat-shaped JSON of
 //! 4 KB, 64 KB and 1 MB holding prompt-like text and one planted vault value (so the rewrite
 //! path runs too). `cargo bench -p clawgate-egress --bench proxy -- --test` runs a short smoke
 //! version.
@@ -26,7 +28,8 @@ use clawgate_egress::{Egress, EgressConfig, Provider, StaticKeys, TokenTable, Us
 use clawgate_protocol::SecretString;
 use clawgate_redact::Redactor;
 use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -120,6 +123,45 @@ fn stats(mut v: Vec<f64>) -> Stats {
 }
 
 type Http = Client<HttpConnector, Full<Bytes>>;
+
+/// The baseline: a proxy hop that reads the body, sends it to `upstream` over a pooled
+/// kept-alive connection and streams the response back, and does nothing else. Returns its URL.
+async fn start_passthrough(upstream: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(http);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (client, upstream) = (client.clone(), upstream.clone());
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await.unwrap().to_bytes();
+                    let mut up = Request::post(format!("{upstream}/v1/messages"));
+                    for name in ["content-type", "x-fake-delay-ms"] {
+                        if let Some(v) = parts.headers.get(name) {
+                            up = up.header(name, v);
+                        }
+                    }
+                    let response = client.request(up.body(Full::new(body)).unwrap()).await;
+                    Ok::<Response<Incoming>, std::convert::Infallible>(response.unwrap())
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}/v1/messages")
+}
 
 async fn round_trip(
     client: &Http,
@@ -225,6 +267,7 @@ async fn run(quick: bool) {
         .pool_idle_timeout(Duration::from_secs(60))
         .build_http();
     let direct_url = format!("{}/v1/messages", fake.url());
+    let bare_url = start_passthrough(fake.url()).await;
     let cold_url = proxies[0].0.clone();
     let warm_url = proxies[1].0.clone();
     let auth = [("x-api-key", TOKEN)];
@@ -268,27 +311,36 @@ async fn run(quick: bool) {
         let red = redactor.redact(std::str::from_utf8(&b).unwrap());
         let redact_ms = t.elapsed().as_secs_f64() * 1000.0;
         assert!(!red.contains(&planted));
-        for _ in 0..(if quick { 3 } else { 50 }) {
+        let warmup = if quick { 3 } else { 50 };
+        for _ in 0..warmup {
             round_trip(&client, &direct_url, &[], b.clone(), false).await;
             round_trip(&client, &cold_url, &auth, b.clone(), false).await;
             round_trip(&client, &warm_url, &auth, b.clone(), false).await;
+            round_trip(&client, &bare_url, &[], b.clone(), false).await;
         }
-        let (mut d, mut c, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut d, mut c, mut w, mut p) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..pairs {
             d.push(round_trip(&client, &direct_url, &[], b.clone(), false).await);
             c.push(round_trip(&client, &cold_url, &auth, b.clone(), false).await);
             w.push(round_trip(&client, &warm_url, &auth, b.clone(), false).await);
+            p.push(round_trip(&client, &bare_url, &[], b.clone(), false).await);
         }
-        let (d, c, w) = (stats(d), stats(c), stats(w));
+        let (d, c, w, p) = (stats(d), stats(c), stats(w), stats(p));
         row(&format!("JSON {label}, all content new"), pairs, &d, &c);
         row(&format!("JSON {label}, resent history"), pairs, &d, &w);
+        row(&format!("JSON {label}, pass-through hop"), pairs, &d, &p);
         println!(
             "{:<32} (redactor alone, whole {} B body in one call: {redact_ms:.3} ms)",
             "",
             b.len()
         );
-        let seen = fake.last();
-        assert!(!String::from_utf8_lossy(&seen.body).contains(&planted));
+        // Only the direct calls and the pass-through hop delivered the planted value as sent.
+        let delivered = fake
+            .seen()
+            .iter()
+            .filter(|s| String::from_utf8_lossy(&s.body).contains(&planted))
+            .count();
+        assert_eq!(delivered, 2 * (warmup + pairs), "a proxied request leaked");
         fake.clear();
     }
 
@@ -302,13 +354,17 @@ async fn run(quick: bool) {
     for _ in 0..(if quick { 3 } else { 50 }) {
         round_trip(&client, &direct_url, &nodelay, sse_body.clone(), true).await;
         round_trip(&client, &warm_url, &pauth, sse_body.clone(), true).await;
+        round_trip(&client, &bare_url, &nodelay, sse_body.clone(), true).await;
     }
-    let (mut d, mut p) = (Vec::new(), Vec::new());
+    let (mut d, mut p, mut h) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..pairs {
         d.push(round_trip(&client, &direct_url, &nodelay, sse_body.clone(), true).await);
         p.push(round_trip(&client, &warm_url, &pauth, sse_body.clone(), true).await);
+        h.push(round_trip(&client, &bare_url, &nodelay, sse_body.clone(), true).await);
     }
-    row("SSE time to first byte", pairs, &stats(d), &stats(p));
+    let d = stats(d);
+    row("SSE time to first byte", pairs, &d, &stats(p));
+    row("SSE TTFB, pass-through hop", pairs, &d, &stats(h));
     println!(
         "targets: added p50 ≤ 0.300 ms and p99 ≤ 1.000 ms at 64 KB; added SSE TTFB p50 ≤ 0.500 ms"
     );
