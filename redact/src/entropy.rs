@@ -363,8 +363,14 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
         Some(b":=") | Some(b"=>") => op + 2,
         _ => op + 1,
     };
-    while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\') {
-        i += 1;
+    loop {
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`') {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'\\') {
+            break;
+        }
+        i = past_backslashes(bytes, i);
     }
     // Rust's `String::from("…")`.
     if bytes.get(i) == Some(&b'S') && bytes[i..].starts_with(b"String::from(") {
@@ -372,6 +378,19 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
         while i < bytes.len() && matches!(bytes[i], b'"' | b'\\') {
             i += 1;
         }
+    }
+    i
+}
+
+/// Past the backslashes at `i` and, when they end in an escape's backslash (an odd run), past
+/// a `\n`, `\r` or `\t` escape's letter too: in `token:\n…` as written in a JSON file the
+/// value starts after the escape, not at its `n`.
+#[cold]
+fn past_backslashes(bytes: &[u8], mut i: usize) -> usize {
+    let run = bytes[i..].iter().take_while(|b| **b == b'\\').count();
+    i += run;
+    if run % 2 == 1 && matches!(bytes.get(i), Some(b'n' | b'r' | b't')) {
+        i += 1;
     }
     i
 }

@@ -509,6 +509,64 @@ fn prose_secret(c: &Candidate<'_>) -> bool {
     c.value.len() >= 8 && prose_password(c)
 }
 
+/// The value of a command-line password flag (the rules' last groups): quoted, or a word
+/// that does not start with `-` (another flag) and stops at a shell separator.
+macro_rules! cli_value {
+    () => {
+        r#"(?:'([^'\r\n]{4,128})'|"([^"\r\n]{4,128})"|([^\s'";|&\\\-][^\s'";|&\\]{3,127}))"#
+    };
+}
+
+/// Where a command name may start: the start of a line or after a space, a quote, `(`, or a
+/// shell separator (not inside a word, a path or a base64 run).
+macro_rules! cli_start {
+    () => {
+        r#"(?:^|[\s"'`(;|&]|\\[nrt])"#
+    };
+}
+
+/// The rest of a command up to its password flag: the same line (a JSON-escaped `\n` ends it
+/// too) and the same command (no `;`, `|` or `&`).
+macro_rules! cli_gap {
+    () => {
+        r#"(?:[^\n;|&\\]|\\[^nrt]){0,200}?"#
+    };
+}
+
+/// `find`'s predicates that start with `-p`: `find /var/lib/mysql -print` is not a password.
+const FIND_PREDICATES: &[&str] = &["rint", "rint0", "rintf", "rune", "erm", "ath"];
+
+/// A command-line password: as [`basic_password`], not a `find` predicate read as `-p…`, and
+/// not a port mapping (`docker run --name mysql -p3306:3306`).
+fn cli_password(c: &Candidate<'_>) -> bool {
+    let port_mapping =
+        c.value.contains(&b':') && c.value.iter().all(|b| b.is_ascii_digit() || *b == b':');
+    basic_password(c) && !port_mapping && !FIND_PREDICATES.iter().any(|w| c.value == w.as_bytes())
+}
+
+/// Words of a `--…-password` flag that make it a switch or a question, not a password given
+/// on the line (`pg_dump --no-password app`, `--ask-password`, `--reset-password user`).
+const SWITCH_WORDS: &[&str] = &[
+    "no", "ask", "prompt", "read", "reset", "change", "show", "hide", "use", "with", "without",
+    "skip", "require", "generate", "random", "empty", "forgot", "disable", "enable",
+];
+
+/// The value after `--db-password`: as [`password_value`], unless a word of the flag says it
+/// takes none.
+fn named_password_flag(c: &Candidate<'_>) -> bool {
+    let flag = c
+        .matched
+        .split(|b| b.is_ascii_whitespace())
+        .find(|w| w.starts_with(b"--"))
+        .unwrap_or_default();
+    let switch = flag[2.min(flag.len())..].split(|b| *b == b'-').any(|w| {
+        SWITCH_WORDS
+            .iter()
+            .any(|s| w.eq_ignore_ascii_case(s.as_bytes()))
+    });
+    !switch && password_value(c)
+}
+
 /// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
 fn basic_password(c: &Candidate<'_>) -> bool {
     c.value.len() >= 4
@@ -742,9 +800,17 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "huggingface-token",
             &["hf_", "api_org_"],
-            r"\b((?:hf_|api_org_)[A-Za-z]{34})\b",
+            // Letters only as issued; digits too, as some generators and docs write them.
+            r"\b((?:hf_|api_org_)[A-Za-z0-9]{34})\b",
             2,
             44,
+        ),
+        rule(
+            "google-oauth-token",
+            &["ya29."],
+            r"\b(ya29\.[0-9A-Za-z_\-]{20,})",
+            2,
+            400,
         ),
         rule(
             "telegram-bot-token",
@@ -808,6 +874,17 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 "http-bearer-token",
                 &["bearer "],
                 r"(?i)\bbearer\s+([A-Za-z0-9._~+/\-]{16,}=*)",
+                2,
+                600,
+            )
+        },
+        // `Authorization: token …` (GitHub's older scheme, and others).
+        RuleSpec {
+            accept: Some(token_like),
+            ..rule(
+                "http-bearer-token",
+                &["authorization"],
+                r#"(?i)\bauthorization\\?["']?[ \t]*[:=][ \t]*\\?["']?token[ \t]+([A-Za-z0-9._~+/\-]{16,}=*)"#,
                 2,
                 600,
             )
@@ -905,6 +982,135 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 300,
             )
         },
+        // `--db-password …`, `--http-password …`: a named password flag with a space (the `=`
+        // form is an assignment above).
+        RuleSpec {
+            accept: Some(named_password_flag),
+            needs: &["--"],
+            ..rule(
+                "cli-password",
+                // The assignment rules' keywords: no new anchors for the keyword scan.
+                &["password", "passwd"],
+                concat!(
+                    r#"(?:^|\s)--[a-z0-9]+(?:-[a-z0-9]+)*-(?:password|passwd)[ \t]+"#,
+                    cli_value!()
+                ),
+                40,
+                300,
+            )
+        },
+        // The password flags of database, registry and directory clients, where the tool is
+        // named on the line: `mysql -uroot -pS3cret` (no space: `-p` alone prompts), `docker
+        // login -u ci -p …`, `sshpass -p …`, `redis-cli -a …`, `sqlcmd -P …`, `ldapsearch -w
+        // …`, `mongosh -p …`, `smbclient -U user%…`, `htpasswd -b file user …`, `keytool
+        // -storepass …`, `openssl … -passin pass:…`. Port flags (`mysql -P`, `redis-cli -p`,
+        // `docker run -p`) are other letters or other commands.
+        RuleSpec {
+            accept: Some(cli_password),
+            ..rule(
+                "cli-password",
+                &["mysql"],
+                concat!(
+                    cli_start!(),
+                    r#"(?i:mysql(?:dump|admin|import|check|show|pump|sh)?)\b"#,
+                    cli_gap!(),
+                    r#"[ \t]-p"#,
+                    cli_value!()
+                ),
+                2,
+                400,
+            )
+        },
+        RuleSpec {
+            accept: Some(cli_password),
+            ..rule(
+                "cli-password",
+                &["login"],
+                concat!(
+                    cli_start!(),
+                    r#"(?:docker|podman|nerdctl|buildah|skopeo|helm(?:[ \t]+registry)?|oras|crane|az|cf)[ \t]+login\b"#,
+                    cli_gap!(),
+                    r#"[ \t]-p[ \t]+"#,
+                    cli_value!()
+                ),
+                40,
+                400,
+            )
+        },
+        RuleSpec {
+            accept: Some(cli_password),
+            ..rule(
+                "cli-password",
+                &[
+                    "sshpass",
+                    "redis-cli",
+                    "sqlcmd",
+                    "ldapsearch",
+                    "ldapmodify",
+                    "ldapadd",
+                    "mongosh",
+                    "mongodump",
+                    "mongorestore",
+                ],
+                concat!(
+                    // sshpass's own options come before the command it runs (`sshpass -e ssh
+                    // -p 2222 host`: that `-p` is ssh's port).
+                    cli_start!(),
+                    r#"(?:sshpass(?:[ \t]+-[a-zA-Z][^\s;|&\\]*)*?[ \t]+-p[ \t]*"#,
+                    r#"|redis-cli\b"#,
+                    cli_gap!(),
+                    r#"[ \t](?:-a|--pass)[ \t]+"#,
+                    r#"|sqlcmd\b"#,
+                    cli_gap!(),
+                    r#"[ \t]-P[ \t]*"#,
+                    r#"|ldap(?:search|modify|add)\b"#,
+                    cli_gap!(),
+                    r#"[ \t]-w[ \t]+"#,
+                    r#"|mongo(?:sh|dump|restore)\b"#,
+                    cli_gap!(),
+                    r#"[ \t]-p[ \t]+)"#,
+                    cli_value!()
+                ),
+                2,
+                400,
+            )
+        },
+        RuleSpec {
+            accept: Some(cli_password),
+            ..rule(
+                "cli-password",
+                &["smbclient", "rpcclient", "htpasswd"],
+                concat!(
+                    r#"(?:"#,
+                    cli_start!(),
+                    r#"(?:smbclient|rpcclient)\b"#,
+                    cli_gap!(),
+                    r#"[ \t](?:-U|--user)[ \t=]+['"]?[^\s%'"\\]{1,64}%"#,
+                    r#"|"#,
+                    cli_start!(),
+                    r#"htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s;|&\\]+[ \t]+[^\s;|&\\]+[ \t]+"#,
+                    r#")"#,
+                    cli_value!()
+                ),
+                2,
+                400,
+            )
+        },
+        // `keytool` and `openssl` take several password flags: every one near the tool's name.
+        RuleSpec {
+            accept: Some(cli_password),
+            ..rule(
+                "cli-password",
+                &["keytool", "openssl"],
+                concat!(
+                    r#"[ \t](?:-(?:src|dest)?(?:storepass|keypass)[ \t]+"#,
+                    r#"|-pass(?:in|out)?[ \t]+pass:)"#,
+                    cli_value!()
+                ),
+                2,
+                600,
+            )
+        },
         // `<password>…</password>` (Maven settings, XML configs).
         RuleSpec {
             accept: Some(password_value),
@@ -977,6 +1183,10 @@ struct CompiledRule {
     needs: Option<meta::Regex>,
     /// What the pattern's shape lets the search skip.
     shortcuts: Shortcuts,
+    /// The pattern matches JSON escapes itself (it has a literal backslash: `\\[nr]` in a
+    /// JSON-escaped PEM, `\\"` around a value): it searches the text as it is, not the
+    /// [`escape_shadow`](crate::scan::escape_shadow).
+    reads_escapes: bool,
 }
 
 /// Cheaper ways to run a rule that give the same findings, proven from its pattern when it is
@@ -1103,6 +1313,7 @@ impl CompiledRule {
         };
         Ok(CompiledRule {
             shortcuts: Shortcuts::of(&hir, spec.keywords),
+            reads_escapes: spec.pattern.contains(r"\\"),
             spec,
             regex,
             needs,
@@ -1339,11 +1550,21 @@ impl Detector for RuleDetector {
                 }
             }
         }
+        // Made when the first rule that needs it runs.
+        let mut shadow: Option<Option<Vec<u8>>> = None;
         // Rule by rule, in rule order (merging breaks ties between equal spans by that order).
         for (r, rule) in self.rules.iter().enumerate() {
             if windows[r].is_empty() {
                 continue;
             }
+            let bytes = if rule.reads_escapes {
+                bytes
+            } else {
+                shadow
+                    .get_or_insert_with(|| crate::scan::escape_shadow(bytes))
+                    .as_deref()
+                    .unwrap_or(bytes)
+            };
             let mut captures = rule.regex.create_captures();
             let mut starts = starts[r].iter().copied().peekable();
             for window in &windows[r] {

@@ -635,9 +635,55 @@ pub(crate) fn for_each_byte2(hay: &[u8], a: u8, b: u8, mut f: impl FnMut(usize))
     }
 }
 
+/// `bytes` with the letter of every JSON escape `\n`, `\r`, `\t` replaced by a space (same
+/// length, so offsets hold), or `None` when there is none. Text scanned as it is written in a
+/// JSON file or a JSON tool result has a token right after an escaped line break
+/// (`"…is:\nghp_…"`): there the `n` before it is a word byte, and a rule that starts at a word
+/// boundary (`\bghp_`) would not match. Its shadow has the space the decoded text has.
+pub(crate) fn escape_shadow(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut shadow: Option<Vec<u8>> = None;
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'\\', &bytes[from..]) {
+        let start = from + off;
+        let run = bytes[start..].iter().take_while(|b| **b == b'\\').count();
+        let letter = start + run;
+        // An odd run ends in an escape's backslash (`\\` pairs are literal backslashes). An
+        // escape that ends a string or meets another (`\n"`, `\n\n`, code's usual) changes no
+        // match: only one before a token's first byte needs its space.
+        let starts_token = bytes
+            .get(letter + 1)
+            .is_some_and(|b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'\\'));
+        if run % 2 == 1 && starts_token && matches!(bytes.get(letter), Some(b'n' | b'r' | b't')) {
+            shadow.get_or_insert_with(|| bytes.to_vec())[letter] = b' ';
+        }
+        from = letter;
+    }
+    shadow
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_escape_shadow_blanks_the_letters_of_line_break_and_tab_escapes_before_tokens() {
+        let shadow = |s: &str| escape_shadow(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        for (text, want) in [
+            (r"is:\nghp_x", Some(r"is:\ ghp_x")),
+            (r"a\tb\rc\nd", Some(r"a\ b\ c\ d")),
+            // An escaped backslash before `n` is a literal backslash and the letter `n`.
+            (r"C:\\new", None),
+            (r"a\\\nb", Some(r"a\\\ b")),
+            (r#"\u0041 \" \\ \/"#, None),
+            ("ends with \\", None),
+            ("no escapes at all", None),
+            // Escapes before a quote, a space or another escape start no token.
+            (r#"print("done\n") \n \t\n\n"#, None),
+            (r"\n\n--password x", Some(r"\n\ --password x")),
+        ] {
+            assert_eq!(shadow(text).as_deref(), want, "{text}");
+        }
+    }
 
     #[test]
     fn literals_found_everywhere_including_overlaps_and_edges() {

@@ -681,6 +681,7 @@ pub const SECRET_FORMATS: &[&str] = &[
     "password-assignment",
     "secret-assignment",
     "http-basic-auth",
+    "cli-password",
     "generic-api-key",
 ];
 
@@ -716,6 +717,7 @@ pub const NEGATIVE_FORMATS: &[&str] = &[
     "public-id",
     "request-id",
     "url-no-password",
+    "cli-no-password",
 ];
 
 fn aws_key_id(rng: &mut Rng) -> String {
@@ -1492,6 +1494,7 @@ fn plant_secret(doc: &mut Doc, rng: &mut Rng, style: Style, format: &'static str
                 }
             }
         }
+        "cli-password" => plant_cli_password(doc, rng, style),
         "generic-api-key" => {
             let v = match rng.below(3) {
                 0 => rng.word_in(ALNUM, 32, 48),
@@ -1519,6 +1522,91 @@ fn plant_secret(doc: &mut Doc, rng: &mut Rng, style: Style, format: &'static str
         }
         _ => Vec::new(),
     }
+}
+
+/// A password given on a command line, the way people type it (quoted when the shell would
+/// otherwise eat it), in a shell session, a CI step, a Dockerfile or a JSON tool call.
+fn plant_cli_password(doc: &mut Doc, rng: &mut Rng, style: Style) -> Vec<Piece> {
+    let pw = password(rng);
+    let p = secret(pw.clone(), "cli-password", "cli-password");
+    let special = pw.starts_with('-') || pw.bytes().any(|b| b"!$&*?;|<>()#~^%@=+ ".contains(&b));
+    let mut arg = vec![p.clone()];
+    if special {
+        arg.insert(0, plain("'"));
+        arg.push(plain("'"));
+    }
+    let host = *rng.pick(&["db.internal", "10.0.3.12", "mysql-primary", "cache-01"]);
+    let (before, after) = match rng.below(12) {
+        0 => (
+            format!("mysql -h {host} -u root -p"),
+            " app < migrations/0042.sql",
+        ),
+        1 => (
+            "mysqldump --single-transaction -uroot -p".to_owned(),
+            " shop | gzip > /backup/shop.sql.gz",
+        ),
+        2 => ("docker login -u ci -p ".to_owned(), " registry.example.com"),
+        3 => (
+            "sshpass -p ".to_owned(),
+            " ssh -o StrictHostKeyChecking=no deploy@10.0.0.7 uptime",
+        ),
+        4 => (
+            format!("redis-cli -h {host} -p 6379 -a "),
+            " --no-auth-warning INFO memory",
+        ),
+        5 => (
+            "sqlcmd -S tcp:sql01,1433 -U sa -P ".to_owned(),
+            " -Q \"SELECT @@VERSION\"",
+        ),
+        6 => (
+            "ldapsearch -x -H ldap://ldap.internal -D cn=admin,dc=example,dc=org -w ".to_owned(),
+            " -b dc=example,dc=org uid=alice",
+        ),
+        7 => (
+            "mongosh --host mongo.internal -u admin -p ".to_owned(),
+            " --authenticationDatabase admin",
+        ),
+        8 => ("htpasswd -bc /etc/nginx/.htpasswd admin ".to_owned(), ""),
+        9 => (
+            "keytool -genkeypair -alias app -keystore app.jks -storepass ".to_owned(),
+            " -dname CN=app",
+        ),
+        10 => (
+            "openssl pkcs12 -export -in cert.pem -inkey key.pem -out app.p12 -passout pass:"
+                .to_owned(),
+            "",
+        ),
+        _ => (
+            "./scripts/deploy.sh --env prod --db-password ".to_owned(),
+            " --yes",
+        ),
+    };
+    let mut line = vec![plain(before)];
+    line.extend(arg);
+    line.push(plain(after));
+    match style {
+        Style::Json => {
+            doc.push("{\"tool\": \"exec\", \"command\": \"");
+            doc.put(&line, true);
+            doc.push("\", \"exit_code\": 0}\n");
+        }
+        Style::Docker => {
+            doc.push("RUN ");
+            doc.put(&line, false);
+            doc.push("\n");
+        }
+        Style::Yaml => {
+            doc.push("    steps:\n      - run: ");
+            doc.put(&line, false);
+            doc.push("\n");
+        }
+        _ => {
+            doc.push("$ ");
+            doc.put(&line, false);
+            doc.push("\n");
+        }
+    }
+    vec![p]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2042,6 +2130,26 @@ fn plant_negative(doc: &mut Doc, rng: &mut Rng, format: &'static str) {
             doc.push(&format!("{ts} INFO {k}="));
             doc.put(&[n(v)], false);
             doc.push(" path=/v1/messages status=200\n");
+        }
+        "cli-no-password" => {
+            let line = match rng.below(10) {
+                0 => "mysql -u root -p appdb".to_owned(),
+                1 => format!("mysql -h db -P {} -u app -p", rng.range(3306, 3400)),
+                2 => "find /var/lib/mysql -name '*.ibd' -print".to_owned(),
+                3 => format!(
+                    "docker run --name mysql -p {0}:{0} -p 443:443 mysql:8",
+                    rng.range(3306, 3400)
+                ),
+                4 => format!("redis-cli -h cache -p {} ping", rng.range(6379, 6400)),
+                5 => format!("sshpass -e ssh -p {} deploy@host", rng.range(2200, 2300)),
+                6 => "docker login -u ci -p $CI_REGISTRY_PASSWORD $CI_REGISTRY".to_owned(),
+                7 => "docker login -u ci --password-stdin < token.txt".to_owned(),
+                8 => "mongosh -u admin -p --authenticationDatabase admin".to_owned(),
+                _ => "pg_dump --no-password appdb > dump.sql".to_owned(),
+            };
+            doc.push("$ ");
+            doc.put(&[n(line)], false);
+            doc.push("\n");
         }
         "url-no-password" => {
             let u = match rng.below(5) {
