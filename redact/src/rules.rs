@@ -260,6 +260,8 @@ const NOT_PASSWORDS: &[&str] = &[
     "getpass",
     "inherit",
     "hidden",
+    "enabled",
+    "disabled",
     "masked",
     "empty",
     "unset",
@@ -727,8 +729,8 @@ pub fn default_rules() -> Vec<RuleSpec> {
         ),
         rule(
             "stripe-secret-key",
-            &["sk_live_", "sk_test_", "rk_live_", "rk_test_"],
-            r"\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,})\b",
+            &["sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"],
+            r"\b((?:sk|rk)_(?:live|test)_[0-9A-Za-z]{10,}|whsec_[0-9A-Za-z]{24,})\b",
             2,
             260,
         ),
@@ -805,6 +807,17 @@ pub fn default_rules() -> Vec<RuleSpec> {
             2,
             44,
         ),
+        // A shared access signature: `sig=` in a query that also has the service version.
+        RuleSpec {
+            needs: &["sv="],
+            ..rule(
+                "azure-sas-token",
+                &["sig="],
+                r"[?&]sig=([A-Za-z0-9%+/=]{30,})",
+                400,
+                200,
+            )
+        },
         rule(
             "google-oauth-token",
             &["ya29."],
@@ -906,15 +919,43 @@ pub fn default_rules() -> Vec<RuleSpec> {
             accept: Some(password_value),
             ..rule(
                 "password-assignment",
-                &["password", "passwd", "pwd", "passphrase"],
+                &["password", "passwd", "pwd", "passphrase", "_pass", "-pass"],
                 concat!(
-                    r#"(?i)(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}"#,
+                    // `DB_PASS=…`, `smtp-pass: …`: `pass` as the last word of a key (not
+                    // `bypass`, `compass` or `_passenger`).
+                    r#"(?i)(?:(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}|[_\-]pass\b)"#,
                     r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
                     r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
                     r#"(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|`([^`\r\n]{4,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
                 ),
                 2,
                 340,
+            )
+        },
+        // `dbPass: …`, `"mailPass": "…"`: a camelCase key ending in `Pass` (not `byPass`).
+        RuleSpec {
+            accept: Some(password_value),
+            ..rule(
+                "password-assignment",
+                &["pass=", "pass =", "pass:", "pass\":", "pass':"],
+                concat!(
+                    r#"(?-i:[a-xz0-9]Pass)\b"#,
+                    r#"(?:\\?["'`])?[ \t]*(?::=|=>|[:=])"#,
+                    r#"[ \t]*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|`([^`\r\n]{4,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                ),
+                2,
+                340,
+            )
+        },
+        // `.netrc`: `machine host login user password …`, on one line or several.
+        RuleSpec {
+            accept: Some(basic_password),
+            ..rule(
+                "password-assignment",
+                &["machine"],
+                r#"\bmachine[ \t\r\n]+[^\s]+(?:[ \t\r\n]+login[ \t\r\n]+[^\s]+)?[ \t\r\n]+password[ \t]+([^\s]{4,128})"#,
+                2,
+                400,
             )
         },
         // The first two arguments of a call: `os.Setenv("DB_PASSWORD", "…")`,
@@ -924,8 +965,8 @@ pub fn default_rules() -> Vec<RuleSpec> {
             needs: &[", \"", ", '", ",\"", ",'", ", \\\"", ",\\\""],
             ..rule(
                 "password-assignment",
-                &["password", "passwd", "passphrase", "pwd"],
-                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})')"#,
+                &["password", "passwd", "passphrase", "pwd", "_pass", "-pass"],
+                r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?(?:(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}|[_\-]pass)\\?["']\s*,\s*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})')"#,
                 40,
                 300,
             )
@@ -947,9 +988,9 @@ pub fn default_rules() -> Vec<RuleSpec> {
             needs: &["value:"],
             ..rule(
                 "password-assignment",
-                &["password", "passwd", "passphrase"],
+                &["password", "passwd", "passphrase", "_pass", "-pass"],
                 concat!(
-                    r#"(?i)(?:password|passwd|passphrase)[A-Za-z0-9_\-]{0,24}\\?["']?[ \t]*(?:\r?\n|\\n)[ \t+\-]*value:[ \t]*"#,
+                    r#"(?i)(?:(?:password|passwd|passphrase)[A-Za-z0-9_\-]{0,24}|[_\-]pass\b)\\?["']?[ \t]*(?:\r?\n|\\n)[ \t+\-]*value:[ \t]*"#,
                     r#"(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|([^\s"'`,;)}\]\\]{4,}))"#,
                 ),
                 2,

@@ -125,11 +125,21 @@ t = "hf_" + r2(34); case("hugging face token with digits", f"login with {t} firs
 t = "ghp_" + r2(36); case("github pat after an escaped line break", json.dumps({"content": f"my token is:\n{t}\nthanks"}), [t], "github-pat", ["is:\\n", "\\nthanks"])
 t = r2(40); case("entropy value after an escaped line break", json.dumps({"log": f"session_token:\n{t}"}), [t], "high-entropy-token", ["session_token:\\n"])
 p = pw2(); case("cli password in a JSON tool call", json.dumps({"command": f"ls\nmysql -uroot -p{p} app"}), [p], "cli-password", ["ls\\nmysql -uroot -p"])
+p = pw2(); case("short pass key in .env", f"DB_HOST=db\nDB_PASS={p}\nDB_PORT=5432\n", [p], "password-assignment", ["DB_PORT=5432"])
+p = pw2(); case("pass key in python", f"smtp_pass = \"{p}\"\n", [p], "password-assignment", ["smtp_pass = "])
+p = pw2(); case("camelCase pass key in JSON", json.dumps({"user": "app", "dbPass": p}), [p], "password-assignment", ["dbPass"])
+p = pw2(); case("pass key of a kubernetes env entry", f"env:\n  - name: SMTP_PASS\n    value: \"{p}\"\n", [p], "password-assignment", ["SMTP_PASS"])
+p = pw2(); case("netrc on one line", f"machine api.heroku.com login dev@example.com password {p}\n", [p], "password-assignment", ["login dev@example.com password "])
+p = pw2(); case("netrc on several lines", f"machine git.example.com\n  login ci\n  password {p}\n", [p], "password-assignment", ["login ci"])
+t = r2(43, A + "+/") + "%3D"; case("azure sas url", f"https://acct.blob.core.windows.net/c/f.txt?sv=2022-11-02&ss=b&sp=r&se=2026-12-01T00:00:00Z&sig={t}", [t], "azure-sas-token", ["sv=2022-11-02"])
+t = "whsec_" + r2(32); case("stripe webhook secret", f"STRIPE_WEBHOOK_SECRET={t}", [t], "stripe-secret-key")
 negatives += [
     ("mysql prompting for its password", "mysql -u root -p appdb\nEnter password:\nmysql -h db -P 3306 -u app -p\n"),
     ("find predicates after mysql", "find /var/lib/mysql -name '*.ibd' -print\nfind /srv/mysql -prune -o -perm 600\n"),
     ("port flags", "docker run --name mysql -p 8080:80 -p 443:443 nginx\ndocker run --name mysql -p3306:3306 mysql:8\nredis-cli -h cache -p 6380 ping\nsshpass -e ssh -p 2222 deploy@host\n"),
     ("passwords from elsewhere", "docker login -u ci --password-stdin < token.txt\ndocker login -u ci -p $CI_REGISTRY_PASSWORD $CI_REGISTRY\nsqlcmd -S sql01 -U sa -P \"$SA_PASSWORD\"\nkeytool -list -keystore app.jks -storepass:env STORE_PASS\nopenssl rsa -in key.pem -passin env:KEY_PASS -out plain.pem\nsshpass -f ~/.pw ssh host\n"),
+    ("keys that end in pass but hold none", "bypass = something\ncompass: north\nfirst_pass = True\nlet second_pass = first_pass;\nskip_pass: false\nByPass: enabled\nrenderPass = encoder.beginRenderPass(desc)\n"),
+    ("netrc without a password", "machine github.com\n  login ci\n"),
     ("password prompts and switches", "ldapsearch -x -W -D cn=admin -b dc=example,dc=org\nmongosh -u admin -p --authenticationDatabase admin\npg_dump --no-password appdb > dump.sql\n./manage.py --reset-password alice\n"),
 ]
 

@@ -1405,6 +1405,8 @@ fn plant_secret(doc: &mut Doc, rng: &mut Rng, style: Style, format: &'static str
                         "MYSQL_ROOT_PASSWORD",
                         "PASSWD",
                         "KEYSTORE_PASSPHRASE",
+                        "DB_PASS",
+                        "MAIL_PASS",
                     ]);
                     assign(doc, rng, style, key, "password", &vec![p.clone()]);
                 }
