@@ -441,6 +441,17 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
         && !code_like(v, c.quoted)
         && !path_like(v)
         && !key_suffix_says_not_secret(c.matched, keyword_len)
+        && !masked_or_tagged(v)
+}
+
+/// A value shown masked (`••••••••`: one character repeated; single bytes are
+/// [`is_placeholder`]'s) or a YAML tag whose value follows on the next lines (`!!binary |`).
+fn masked_or_tagged(v: &[u8]) -> bool {
+    let one_char = std::str::from_utf8(v).is_ok_and(|s| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|first| chars.all(|c| c == first))
+    });
+    one_char || v.starts_with(b"!!")
 }
 
 /// Where the keyword of an assignment match ends (the assignment rules' keywords).
@@ -647,7 +658,9 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "aws-access-key-id",
             &["akia", "asia", "abia", "acca", "a3t"],
-            r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
+            // Issued ids use base32 (`[A-Z2-7]`); any upper-case letter or digit is taken, as
+            // documentation and generators write them.
+            r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\b",
             4,
             24,
         ),
@@ -708,8 +721,11 @@ pub fn default_rules() -> Vec<RuleSpec> {
         ),
         rule(
             "gitlab-token",
-            &["glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-"],
-            r"\b((?:glpat|gldt|glrt|glptt|glsoat|glcbt)-[A-Za-z0-9_\-]{20,64})",
+            &[
+                "glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glffct-", "glimt-",
+                "glagent-", "gloas-", "gr1348941",
+            ],
+            r"\b((?:glpat|gldt|glrt|glptt|glsoat|glcbt|glffct|glimt|glagent|gloas)-[A-Za-z0-9_\-]{20,64}|GR1348941[A-Za-z0-9_\-]{20,64})",
             2,
             72,
         ),
@@ -794,8 +810,9 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule("npm-token", &["npm_"], r"\b(npm_[A-Za-z0-9]{36})\b", 2, 40),
         rule(
             "pypi-token",
-            &["pypi-ageichlwas5vcmc"],
-            r"\b(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})",
+            // pypi.org and test.pypi.org.
+            &["pypi-ageichlwas5vcmc", "pypi-agendgvzdc5wexbplm9yzw"],
+            r"\b(pypi-Ag(?:EIcHlwaS5vcmc|ENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_\-]{50,})",
             2,
             320,
         ),
@@ -818,6 +835,14 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 200,
             )
         },
+        // Heroku API keys are UUIDs: only under a key that names Heroku.
+        rule(
+            "heroku-api-key",
+            &["heroku"],
+            r#"(?i)heroku[A-Za-z0-9_\-]{0,20}(?:key|token)[A-Za-z0-9_\-]{0,10}\\?["']?[ \t]*(?::=|=>|[:=])[ \t]*\\?["']?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"#,
+            2,
+            120,
+        ),
         rule(
             "google-oauth-token",
             &["ya29."],
@@ -860,6 +885,14 @@ pub fn default_rules() -> Vec<RuleSpec> {
             r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s]|\\[nr]|:[^\n\\]*)+",
             40,
             33_000,
+        ),
+        // A PuTTY key file's private part: the base64 lines after `Private-Lines: N`.
+        rule(
+            "private-key",
+            &["private-lines"],
+            r"Private-Lines:[ \t]*\d+\r?\n((?:[A-Za-z0-9+/=]{4,}\r?\n)*[A-Za-z0-9+/=]{4,})(?:\r?\n|$)",
+            2,
+            4_000,
         ),
         RuleSpec {
             accept: Some(basic_password),
@@ -1689,19 +1722,19 @@ mod shortcut_tests {
         }
         // The scheme comes before `://`, `-----BEGIN` before `private key`, digits before `:aa`;
         // `bearer\t…` matches but the keyword is `bearer `.
-        for id in [
-            "url-credentials",
-            "private-key",
-            "telegram-bot-token",
-            "http-bearer-token",
-        ] {
+        for id in ["url-credentials", "telegram-bot-token", "http-bearer-token"] {
             assert!(!anchored.contains(&id), "{id}: {anchored:?}");
         }
-        let setenv = default_rules()
-            .into_iter()
-            .find(|r| r.pattern.starts_with(r"(?i)\(\s*"))
-            .unwrap();
-        assert!(!shortcuts(&setenv).anchored);
+        let starting = |prefix: &str| {
+            default_rules()
+                .into_iter()
+                .find(|r| r.pattern.starts_with(prefix))
+                .unwrap()
+        };
+        // (The PuTTY key rule, also `private-key`, starts with its keyword.)
+        assert!(!shortcuts(&starting("-----BEGIN")).anchored);
+        assert!(shortcuts(&starting("Private-Lines:")).anchored);
+        assert!(!shortcuts(&starting(r"(?i)\(\s*")).anchored);
     }
 
     #[test]

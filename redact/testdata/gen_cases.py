@@ -133,6 +133,14 @@ p = pw2(); case("netrc on one line", f"machine api.heroku.com login dev@example.
 p = pw2(); case("netrc on several lines", f"machine git.example.com\n  login ci\n  password {p}\n", [p], "password-assignment", ["login ci"])
 t = r2(43, A + "+/") + "%3D"; case("azure sas url", f"https://acct.blob.core.windows.net/c/f.txt?sv=2022-11-02&ss=b&sp=r&se=2026-12-01T00:00:00Z&sig={t}", [t], "azure-sas-token", ["sv=2022-11-02"])
 t = "whsec_" + r2(32); case("stripe webhook secret", f"STRIPE_WEBHOOK_SECRET={t}", [t], "stripe-secret-key")
+t = "AKIA" + r2(16, UP + string.digits); case("aws key id with any digit", f"aws_access_key_id={t}", [t], "aws-access-key-id")
+t = "pypi-AgENdGVzdC5weXBpLm9yZw" + r2(70, A + "-_"); case("test.pypi.org token", f"[testpypi]\nusername = __token__\npassword = {t}\n", [t], "pypi-token")
+t = "GR1348941" + r2(20, A + "-_"); case("gitlab runner registration token", f"gitlab-runner register --registration-token {t}", [t], "gitlab-token")
+t = "glagent-" + r2(50, A + "-_"); case("gitlab agent token", f"agent_token: {t}", [t], "gitlab-token")
+ppk = [r2(64, A + "+/") for _ in range(2)] + [r2(20, A + "+/") + "="]
+case("putty key file", "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: deploy\nPublic-Lines: 1\nAAAAB3NzaC1yc2EAAAADAQABAAAAgQ\nPrivate-Lines: 3\n" + "\n".join(ppk) + "\nPrivate-MAC: " + r2(64, "0123456789abcdef") + "\n", ppk, "private-key", ["Private-Lines: 3\n", "\nPrivate-MAC: "])
+t = "%08x-%04x-%04x-%04x-%012x" % (rng2.getrandbits(32), rng2.getrandbits(16), rng2.getrandbits(16), rng2.getrandbits(16), rng2.getrandbits(48))
+case("heroku api key", f"HEROKU_API_KEY={t}\n", [t], "heroku-api-key", ["HEROKU_API_KEY="])
 negatives += [
     ("mysql prompting for its password", "mysql -u root -p appdb\nEnter password:\nmysql -h db -P 3306 -u app -p\n"),
     ("find predicates after mysql", "find /var/lib/mysql -name '*.ibd' -print\nfind /srv/mysql -prune -o -perm 600\n"),
@@ -140,6 +148,8 @@ negatives += [
     ("passwords from elsewhere", "docker login -u ci --password-stdin < token.txt\ndocker login -u ci -p $CI_REGISTRY_PASSWORD $CI_REGISTRY\nsqlcmd -S sql01 -U sa -P \"$SA_PASSWORD\"\nkeytool -list -keystore app.jks -storepass:env STORE_PASS\nopenssl rsa -in key.pem -passin env:KEY_PASS -out plain.pem\nsshpass -f ~/.pw ssh host\n"),
     ("keys that end in pass but hold none", "bypass = something\ncompass: north\nfirst_pass = True\nlet second_pass = first_pass;\nskip_pass: false\nByPass: enabled\nrenderPass = encoder.beginRenderPass(desc)\n"),
     ("netrc without a password", "machine github.com\n  login ci\n"),
+    ("masked and tagged values", "Password: \u2022\u2022\u2022\u2022\u2022\u2022\u2022\u2022\nsecret: !!binary |\n  c2VjcmV0\napi_key: ************\n"),
+    ("uuid under a key that is not heroku's", "request_id = 123e4567-e89b-12d3-a456-426614174000\nheroku_app_id: 01234567-89ab-cdef-0123-456789abcdef\n"),
     ("password prompts and switches", "ldapsearch -x -W -D cn=admin -b dc=example,dc=org\nmongosh -u admin -p --authenticationDatabase admin\npg_dump --no-password appdb > dump.sql\n./manage.py --reset-password alice\n"),
 ]
 
