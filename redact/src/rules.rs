@@ -445,13 +445,21 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
 }
 
 /// A value shown masked (`••••••••`: one character repeated; single bytes are
-/// [`is_placeholder`]'s) or a YAML tag whose value follows on the next lines (`!!binary |`).
+/// [`is_placeholder`]'s), a YAML tag whose value follows on the next lines (`!!binary |`), or a
+/// `tracing` field.
 fn masked_or_tagged(v: &[u8]) -> bool {
     let one_char = std::str::from_utf8(v).is_ok_and(|s| {
         let mut chars = s.chars();
         chars.next().is_some_and(|first| chars.all(|c| c == first))
     });
-    one_char || v.starts_with(b"!!")
+    one_char || v.starts_with(b"!!") || tracing_field(v)
+}
+
+/// `%job.name`, `?err`: a `tracing` field's value (`secret = %job.name`) is code.
+fn tracing_field(v: &[u8]) -> bool {
+    matches!(v, [b'%' | b'?', first, rest @ ..]
+        if (first.is_ascii_alphabetic() || *first == b'_')
+            && rest.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.')))
 }
 
 /// Where the keyword of an assignment match ends (the assignment rules' keywords).
@@ -526,7 +534,7 @@ fn prose_secret(c: &Candidate<'_>) -> bool {
 /// that does not start with `-` (another flag) and stops at a shell separator.
 macro_rules! cli_value {
     () => {
-        r#"(?:'([^'\r\n]{4,128})'|"([^"\r\n]{4,128})"|([^\s'";|&\\\-][^\s'";|&\\]{3,127}))"#
+        r#"(?:'([^'\r\n]{4,128})'|"([^"\r\n]{4,128})"|([^\s'"`;|&\\\-][^\s'"`;|&\\]{3,127}))"#
     };
 }
 
@@ -549,12 +557,17 @@ macro_rules! cli_gap {
 /// `find`'s predicates that start with `-p`: `find /var/lib/mysql -print` is not a password.
 const FIND_PREDICATES: &[&str] = &["rint", "rint0", "rintf", "rune", "erm", "ath"];
 
-/// A command-line password: as [`basic_password`], not a `find` predicate read as `-p…`, and
-/// not a port mapping (`docker run --name mysql -p3306:3306`).
+/// A command-line password: as [`basic_password`], not a `find` predicate read as `-p…`, not a
+/// port mapping (`docker run --name mysql -p3306:3306`) and not an ellipsis (`mysql -p…` in
+/// documentation).
 fn cli_password(c: &Candidate<'_>) -> bool {
     let port_mapping =
         c.value.contains(&b':') && c.value.iter().all(|b| b.is_ascii_digit() || *b == b':');
-    basic_password(c) && !port_mapping && !FIND_PREDICATES.iter().any(|w| c.value == w.as_bytes())
+    let ellipsis = c.value.starts_with("…".as_bytes()) || c.value.starts_with(b"...");
+    basic_password(c)
+        && !port_mapping
+        && !ellipsis
+        && !FIND_PREDICATES.iter().any(|w| c.value == w.as_bytes())
 }
 
 /// Words of a `--…-password` flag that make it a switch or a question, not a password given
@@ -722,8 +735,17 @@ pub fn default_rules() -> Vec<RuleSpec> {
         rule(
             "gitlab-token",
             &[
-                "glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "glcbt-", "glffct-", "glimt-",
-                "glagent-", "gloas-", "gr1348941",
+                "glpat-",
+                "gldt-",
+                "glrt-",
+                "glptt-",
+                "glsoat-",
+                "glcbt-",
+                "glffct-",
+                "glimt-",
+                "glagent-",
+                "gloas-",
+                "gr1348941",
             ],
             r"\b((?:glpat|gldt|glrt|glptt|glsoat|glcbt|glffct|glimt|glagent|gloas)-[A-Za-z0-9_\-]{20,64}|GR1348941[A-Za-z0-9_\-]{20,64})",
             2,

@@ -148,6 +148,8 @@ negatives += [
     ("passwords from elsewhere", "docker login -u ci --password-stdin < token.txt\ndocker login -u ci -p $CI_REGISTRY_PASSWORD $CI_REGISTRY\nsqlcmd -S sql01 -U sa -P \"$SA_PASSWORD\"\nkeytool -list -keystore app.jks -storepass:env STORE_PASS\nopenssl rsa -in key.pem -passin env:KEY_PASS -out plain.pem\nsshpass -f ~/.pw ssh host\n"),
     ("keys that end in pass but hold none", "bypass = something\ncompass: north\nfirst_pass = True\nlet second_pass = first_pass;\nskip_pass: false\nByPass: enabled\nrenderPass = encoder.beginRenderPass(desc)\n"),
     ("netrc without a password", "machine github.com\n  login ci\n"),
+    ("elided values in documentation", "Passwords on command lines (`mysql -p…`, `smbclient -U user%…`, `sshpass -p ...`) are caught."),
+    ("tracing fields", "tracing::warn!(secret = %job.name, \"Capture failed.\");\ntracing::error!(password = ?err, \"x\");\n"),
     ("masked and tagged values", "Password: \u2022\u2022\u2022\u2022\u2022\u2022\u2022\u2022\nsecret: !!binary |\n  c2VjcmV0\napi_key: ************\n"),
     ("uuid under a key that is not heroku's", "request_id = 123e4567-e89b-12d3-a456-426614174000\nheroku_app_id: 01234567-89ab-cdef-0123-456789abcdef\n"),
     ("password prompts and switches", "ldapsearch -x -W -D cn=admin -b dc=example,dc=org\nmongosh -u admin -p --authenticationDatabase admin\npg_dump --no-password appdb > dump.sql\n./manage.py --reset-password alice\n"),
