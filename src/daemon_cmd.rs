@@ -68,6 +68,9 @@ pub(crate) fn serve(
     match clawgate_wrapper::daemon::run(initial, reload, lock_probe)? {
         clawgate_wrapper::daemon::Exit::Stopped => Ok(()),
         clawgate_wrapper::daemon::Exit::RestartRequested => Err(RestartRequested.into()),
+        clawgate_wrapper::daemon::Exit::ListenerFailed(what) => {
+            Err(anyhow::anyhow!("the {what} stopped serving unexpectedly"))
+        }
     }
 }
 

@@ -42,6 +42,10 @@ pub enum Exit {
     Stopped,
     /// The Hub sent `restart`: exit non-zero so systemd (`Restart=on-failure`) starts it again.
     RestartRequested,
+    /// A listener (named) stopped serving before shutdown, by a panic or a lost listening
+    /// socket: the daemon stops (non-zero, so systemd starts it again) rather than run on with
+    /// that door shut and nobody told.
+    ListenerFailed(&'static str),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. `lock_probe` reads the egress lock; it is required
@@ -174,6 +178,9 @@ async fn serve(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // The serving tasks, each ending with its name: they end only at shutdown, so one that ends
+    // before is a failure of the daemon.
+    let mut listeners: tokio::task::JoinSet<&'static str> = tokio::task::JoinSet::new();
     if let Some((probe, every)) = watcher {
         // Before the listeners: the first check runs at once (calls are blocked until it
         // passes when the lock is required).
@@ -189,17 +196,21 @@ async fn serve(
     if let Some((proxy, listener)) = egress {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress proxy listening.");
         let served = serve_egress_on_own_thread(proxy, listener, stop_rx.clone())?;
-        tasks.spawn(async move {
+        listeners.spawn(async move {
             // The thread reports when the proxy stopped (or that it died).
             let _ = served.await;
+            "egress proxy"
         });
     }
     if let Some((proxy, listener)) = connect {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress CONNECT listener listening.");
         let stop = stop_rx.clone();
-        tasks.spawn(async move { proxy.serve(listener, stop).await });
+        listeners.spawn(async move {
+            proxy.serve(listener, stop).await;
+            "egress CONNECT listener"
+        });
     }
-    tasks.spawn(server::serve_unix(
+    let hook_server = server::serve_unix(
         hook,
         PeerRule {
             uids: settings.hook.allowed_uids.clone(),
@@ -211,8 +222,12 @@ async fn serve(
         }),
         stop_rx.clone(),
         "hook",
-    ));
-    tasks.spawn(server::serve_unix(
+    );
+    listeners.spawn(async move {
+        hook_server.await;
+        "hook socket"
+    });
+    let admin_server = server::serve_unix(
         admin,
         PeerRule {
             uids: settings.admin.allowed_uids.clone(),
@@ -224,11 +239,15 @@ async fn serve(
         }),
         stop_rx.clone(),
         "admin",
-    ));
+    );
+    listeners.spawn(async move {
+        admin_server.await;
+        "admin socket"
+    });
     if let Some(listener) = page {
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, "Approval page listening.");
-        tasks.spawn(server::serve_tcp(
+        let page_server = server::serve_tcp(
             listener,
             64 * 1024,
             Arc::new(AdminPage {
@@ -236,7 +255,11 @@ async fn serve(
                 token,
             }),
             stop_rx.clone(),
-        ));
+        );
+        listeners.spawn(async move {
+            page_server.await;
+            "approval page"
+        });
     }
     if let Some(hub) = engine.hub() {
         let link = HubLink::new(engine.clone(), hub.clone());
@@ -272,12 +295,18 @@ async fn serve(
                     tracing::error!(error = %e, "Sweeping expired approvals failed.");
                 }
             }
+            Some(what) = next_listener_end(&mut listeners) => {
+                tracing::error!(listener = what, "A listener stopped serving before shutdown; stopping so systemd starts the daemon again.");
+                exit = Exit::ListenerFailed(what);
+                break;
+            }
         }
     }
     tracing::info!("Shutting down: no new connections; open requests finish.");
     engine.begin_shutdown();
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    while listeners.join_next().await.is_some() {}
     // Captures still queued were already referenced in text the agent got: give the writer a
     // moment to store them, or those references would not resolve after the restart.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -289,9 +318,25 @@ async fn serve(
     }
     engine.store().audit(
         "daemon.stopped",
-        &json!({ "pid": std::process::id(), "restart": exit == Exit::RestartRequested }),
+        &json!({
+            "pid": std::process::id(),
+            "restart": exit == Exit::RestartRequested,
+            "failed_listener": match exit {
+                Exit::ListenerFailed(what) => Some(what),
+                _ => None,
+            },
+        }),
     )?;
     Ok(exit)
+}
+
+/// The name of the next listener task to end (a generic one if it panicked); `None` when there
+/// is none left.
+async fn next_listener_end(
+    listeners: &mut tokio::task::JoinSet<&'static str>,
+) -> Option<&'static str> {
+    let ended = listeners.join_next().await?;
+    Some(ended.unwrap_or("listener that panicked"))
 }
 
 /// Runs the egress proxy on a thread of its own with a single-threaded runtime, so a request's
@@ -604,4 +649,36 @@ fn bind_unix(s: &SocketSettings) -> Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(s.mode))
         .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_that_ends_or_panics_is_named_and_one_that_serves_is_not() {
+        let mut listeners: tokio::task::JoinSet<&'static str> = tokio::task::JoinSet::new();
+        let (_keep, mut serving) = watch::channel(false);
+        listeners.spawn(async move {
+            let _ = serving.changed().await;
+            "serving"
+        });
+        listeners.spawn(async { "egress proxy" });
+        assert_eq!(
+            next_listener_end(&mut listeners).await,
+            Some("egress proxy")
+        );
+        #[allow(clippy::panic)]
+        listeners.spawn(async { panic!("listener bug") });
+        assert_eq!(
+            next_listener_end(&mut listeners).await,
+            Some("listener that panicked")
+        );
+        // Only the one still serving is left: nothing ends.
+        let waited =
+            tokio::time::timeout(Duration::from_millis(50), next_listener_end(&mut listeners))
+                .await;
+        assert!(waited.is_err());
+        listeners.abort_all();
+    }
 }
