@@ -557,6 +557,19 @@ macro_rules! cli_gap {
 /// `find`'s predicates that start with `-p`: `find /var/lib/mysql -print` is not a password.
 const FIND_PREDICATES: &[&str] = &["rint", "rint0", "rintf", "rune", "erm", "ath"];
 
+/// A `cli-password` rule: its value is checked by [`cli_password`].
+const fn cli_rule(
+    keywords: &'static [&'static str],
+    pattern: &'static str,
+    back: usize,
+    fwd: usize,
+) -> RuleSpec {
+    RuleSpec {
+        accept: Some(cli_password),
+        ..rule("cli-password", keywords, pattern, back, fwd)
+    }
+}
+
 /// A command-line password: as [`basic_password`], not a `find` predicate read as `-p…`, not a
 /// port mapping (`docker run --name mysql -p3306:3306`) and not an ellipsis (`mysql -p…` in
 /// documentation).
@@ -1101,112 +1114,92 @@ pub fn default_rules() -> Vec<RuleSpec> {
         // …`, `mongosh -p …`, `smbclient -U user%…`, `htpasswd -b file user …`, `keytool
         // -storepass …`, `openssl … -passin pass:…`. Port flags (`mysql -P`, `redis-cli -p`,
         // `docker run -p`) are other letters or other commands.
-        RuleSpec {
-            accept: Some(cli_password),
-            ..rule(
-                "cli-password",
-                &["mysql"],
-                concat!(
-                    cli_start!(),
-                    r#"(?i:mysql(?:dump|admin|import|check|show|pump|sh)?)\b"#,
-                    cli_gap!(),
-                    r#"[ \t]-p"#,
-                    cli_value!()
-                ),
-                2,
-                400,
-            )
-        },
-        RuleSpec {
-            accept: Some(cli_password),
-            ..rule(
-                "cli-password",
-                &["login"],
-                concat!(
-                    cli_start!(),
-                    r#"(?:docker|podman|nerdctl|buildah|skopeo|helm(?:[ \t]+registry)?|oras|crane|az|cf)[ \t]+login\b"#,
-                    cli_gap!(),
-                    r#"[ \t]-p[ \t]+"#,
-                    cli_value!()
-                ),
-                40,
-                400,
-            )
-        },
-        RuleSpec {
-            accept: Some(cli_password),
-            ..rule(
-                "cli-password",
-                &[
-                    "sshpass",
-                    "redis-cli",
-                    "sqlcmd",
-                    "ldapsearch",
-                    "ldapmodify",
-                    "ldapadd",
-                    "mongosh",
-                    "mongodump",
-                    "mongorestore",
-                ],
-                concat!(
-                    // sshpass's own options come before the command it runs (`sshpass -e ssh
-                    // -p 2222 host`: that `-p` is ssh's port).
-                    cli_start!(),
-                    r#"(?:sshpass(?:[ \t]+-[a-zA-Z][^\s;|&\\]*)*?[ \t]+-p[ \t]*"#,
-                    r#"|redis-cli\b"#,
-                    cli_gap!(),
-                    r#"[ \t](?:-a|--pass)[ \t]+"#,
-                    r#"|sqlcmd\b"#,
-                    cli_gap!(),
-                    r#"[ \t]-P[ \t]*"#,
-                    r#"|ldap(?:search|modify|add)\b"#,
-                    cli_gap!(),
-                    r#"[ \t]-w[ \t]+"#,
-                    r#"|mongo(?:sh|dump|restore)\b"#,
-                    cli_gap!(),
-                    r#"[ \t]-p[ \t]+)"#,
-                    cli_value!()
-                ),
-                2,
-                400,
-            )
-        },
-        RuleSpec {
-            accept: Some(cli_password),
-            ..rule(
-                "cli-password",
-                &["smbclient", "rpcclient", "htpasswd"],
-                concat!(
-                    r#"(?:"#,
-                    cli_start!(),
-                    r#"(?:smbclient|rpcclient)\b"#,
-                    cli_gap!(),
-                    r#"[ \t](?:-U|--user)[ \t=]+['"]?[^\s%'"\\]{1,64}%"#,
-                    r#"|"#,
-                    cli_start!(),
-                    r#"htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s;|&\\]+[ \t]+[^\s;|&\\]+[ \t]+"#,
-                    r#")"#,
-                    cli_value!()
-                ),
-                2,
-                400,
-            )
-        },
+        cli_rule(
+            &["mysql"],
+            concat!(
+                cli_start!(),
+                r#"(?i:mysql(?:dump|admin|import|check|show|pump|sh)?)\b"#,
+                cli_gap!(),
+                r#"[ \t]-p"#,
+                cli_value!()
+            ),
+            2,
+            400,
+        ),
+        cli_rule(
+            &["login"],
+            concat!(
+                cli_start!(),
+                r#"(?:docker|podman|nerdctl|buildah|skopeo|helm(?:[ \t]+registry)?|oras|crane|az|cf)[ \t]+login\b"#,
+                cli_gap!(),
+                r#"[ \t]-p[ \t]+"#,
+                cli_value!()
+            ),
+            40,
+            400,
+        ),
+        cli_rule(
+            &[
+                "sshpass",
+                "redis-cli",
+                "sqlcmd",
+                "ldapsearch",
+                "ldapmodify",
+                "ldapadd",
+                "mongosh",
+                "mongodump",
+                "mongorestore",
+            ],
+            concat!(
+                // sshpass's own options come before the command it runs (`sshpass -e ssh
+                // -p 2222 host`: that `-p` is ssh's port).
+                cli_start!(),
+                r#"(?:sshpass(?:[ \t]+-[a-zA-Z][^\s;|&\\]*)*?[ \t]+-p[ \t]*"#,
+                r#"|redis-cli\b"#,
+                cli_gap!(),
+                r#"[ \t](?:-a|--pass)[ \t]+"#,
+                r#"|sqlcmd\b"#,
+                cli_gap!(),
+                r#"[ \t]-P[ \t]*"#,
+                r#"|ldap(?:search|modify|add)\b"#,
+                cli_gap!(),
+                r#"[ \t]-w[ \t]+"#,
+                r#"|mongo(?:sh|dump|restore)\b"#,
+                cli_gap!(),
+                r#"[ \t]-p[ \t]+)"#,
+                cli_value!()
+            ),
+            2,
+            400,
+        ),
+        cli_rule(
+            &["smbclient", "rpcclient", "htpasswd"],
+            concat!(
+                r#"(?:"#,
+                cli_start!(),
+                r#"(?:smbclient|rpcclient)\b"#,
+                cli_gap!(),
+                r#"[ \t](?:-U|--user)[ \t=]+['"]?[^\s%'"\\]{1,64}%"#,
+                r#"|"#,
+                cli_start!(),
+                r#"htpasswd[ \t]+-[a-zA-Z]*b[a-zA-Z]*[ \t]+[^\s;|&\\]+[ \t]+[^\s;|&\\]+[ \t]+"#,
+                r#")"#,
+                cli_value!()
+            ),
+            2,
+            400,
+        ),
         // `keytool` and `openssl` take several password flags: every one near the tool's name.
-        RuleSpec {
-            accept: Some(cli_password),
-            ..rule(
-                "cli-password",
-                &["keytool", "openssl"],
-                concat!(
-                    r#"[ \t](?:-(?:src|dest)?(?:storepass|keypass)[ \t]+"#,
-                    r#"|-pass(?:in|out)?[ \t]+pass:)"#,
-                    cli_value!()
-                ),
-                2,
-                600,
-            )
-        },
+        cli_rule(
+            &["keytool", "openssl"],
+            concat!(
+                r#"[ \t](?:-(?:src|dest)?(?:storepass|keypass)[ \t]+"#,
+                r#"|-pass(?:in|out)?[ \t]+pass:)"#,
+                cli_value!()
+            ),
+            2,
+            600,
+        ),
         // `<password>…</password>` (Maven settings, XML configs).
         RuleSpec {
             accept: Some(password_value),
