@@ -538,8 +538,8 @@ macro_rules! cli_value {
     };
 }
 
-/// Where a command name may start: the start of a line or after a space, a quote, `(`, or a
-/// shell separator (not inside a word, a path or a base64 run).
+/// Where a command name may start: the start of a line, after a space, a quote, `(`, a shell
+/// separator or a JSON-escaped line break (not inside a word, a path or a base64 run).
 macro_rules! cli_start {
     () => {
         r#"(?:^|[\s"'`(;|&]|\\[nrt])"#
