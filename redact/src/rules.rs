@@ -46,6 +46,8 @@ pub struct Candidate<'a> {
     pub quoted: bool,
     /// The byte before the whole match, if any.
     pub preceding: Option<u8>,
+    /// Up to 8 bytes after the value (`: Type = …` shows a type annotation, not a value).
+    pub following: &'a [u8],
 }
 
 const fn rule(
@@ -262,6 +264,14 @@ const NOT_PASSWORDS: &[&str] = &[
     "hidden",
     "enabled",
     "disabled",
+    "unsafe",
+    "match",
+    "async",
+    "await",
+    "move",
+    "function",
+    "lambda",
+    "yield",
     "masked",
     "empty",
     "unset",
@@ -442,6 +452,58 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
         && !path_like(v)
         && !key_suffix_says_not_secret(c.matched, keyword_len)
         && !masked_or_tagged(v)
+        && (c.quoted || !declared_type(v, c.following))
+}
+
+/// A truncated PEM block holds key material after its header: at least 16 base64 letters or
+/// digits (`/// -----BEGIN PRIVATE KEY-----` followed by more comment slashes has none).
+fn pem_body(c: &Candidate<'_>) -> bool {
+    let header_end = c
+        .value
+        .windows(5)
+        .enumerate()
+        .skip(5)
+        .find(|(_, w)| *w == b"-----")
+        .map_or(c.value.len(), |(i, _)| i + 5);
+    c.value[header_end..]
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .count()
+        >= 16
+}
+
+/// Type names of Rust, C and Go declarations (`pub passwd: CString,`, `pwd: *mut passwd`,
+/// `NSS_BUFLEN_PASSWD: usize = 1024`), compared without case.
+const TYPE_NAMES: &[&str] = &[
+    "usize", "isize", "u8", "u16", "u32", "u64", "u128", "i8", "i16", "i32", "i64", "i128", "f32",
+    "f64", "char", "c_char", "c_int", "c_uint", "c_long", "c_ulong", "c_void", "__u8", "__u16",
+    "__u32", "__u64", "__s32", "__s64", "cstring", "cstr", "osstring", "pathbuf", "vec", "impl",
+    "dyn", "*mut", "*const", "[]byte", "[]string", "int32", "int64", "uint32", "uint64",
+];
+
+/// An unquoted value that is a declaration's type, not a value: a type name, a type annotation
+/// (`DEVCONF_STABLE_SECRET: _bindgen_ty_3 = …`: an `=` follows), a `PascalCase` name ending a
+/// field (`password: SafeString,`), an open generic (`Option<`), or a short hexadecimal
+/// constant (`MATCH_PASS = 0x04`).
+fn declared_type(v: &[u8], following: &[u8]) -> bool {
+    let after = following.trim_ascii_start();
+    let annotation = after.first() == Some(&b'=') && !matches!(after.get(1), Some(b'=' | b'>'));
+    let named = TYPE_NAMES
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t.as_bytes()));
+    let pascal_field = v.first().is_some_and(u8::is_ascii_uppercase)
+        && v.iter().all(u8::is_ascii_alphabetic)
+        && v[1..].iter().any(u8::is_ascii_uppercase)
+        && matches!(
+            following.first(),
+            Some(b',' | b')' | b';' | b'>' | b'\n' | b'\r') | None
+        );
+    let generic_open = v.ends_with(b"<") && v.first().is_some_and(u8::is_ascii_alphabetic);
+    let hex_constant = v.len() <= 10
+        && v.starts_with(b"0x")
+        && v.len() > 2
+        && v[2..].iter().all(u8::is_ascii_hexdigit);
+    annotation || named || pascal_field || generic_open || hex_constant
 }
 
 /// A value shown masked (`••••••••`: one character repeated; single bytes are
@@ -913,14 +975,18 @@ pub fn default_rules() -> Vec<RuleSpec> {
             40,
             33_000,
         ),
-        // A pasted key cut off before its END line: redact the body we can see.
-        rule(
-            "private-key",
-            &["private key"],
-            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s]|\\[nr]|:[^\n\\]*)+",
-            40,
-            33_000,
-        ),
+        // A pasted key cut off before its END line: redact the body we can see (a lone header
+        // line in documentation has none).
+        RuleSpec {
+            accept: Some(pem_body),
+            ..rule(
+                "private-key",
+                &["private key"],
+                r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s]|\\[nr]|:[^\n\\]*)+",
+                40,
+                33_000,
+            )
+        },
         // A PuTTY key file's private part: the base64 lines after `Private-Lines: N`.
         rule(
             "private-key",
@@ -1495,6 +1561,10 @@ impl CompiledRule {
             matched: &bytes[m.whole.clone()],
             quoted: m.secret.start > 0 && matches!(bytes[m.secret.start - 1], b'"' | b'\'' | b'`'),
             preceding: m.whole.start.checked_sub(1).map(|i| bytes[i]),
+            following: {
+                let end = m.secret.start + value.len();
+                &bytes[end..(end + 8).min(bytes.len())]
+            },
         };
         // `not_example` before `accept`: the accept checks rely on it and do not repeat it.
         if value.is_empty()

@@ -149,6 +149,8 @@ negatives += [
     ("keys that end in pass but hold none", "bypass = something\ncompass: north\nfirst_pass = True\nlet second_pass = first_pass;\nskip_pass: false\nByPass: enabled\nrenderPass = encoder.beginRenderPass(desc)\n"),
     ("netrc without a password", "machine github.com\n  login ci\n"),
     ("elided values in documentation", "Passwords on command lines (`mysql -p…`, `smbclient -U user%…`, `sshpass -p ...`) are caught."),
+    ("rust and c declarations", "pub const DEVCONF_STABLE_SECRET: _bindgen_ty_3 = _bindgen_ty_3::DEVCONF_STABLE_SECRET;\npub struct passwd {\n    pub pw_name: *mut c_char,\n    pub pw_passwd: *mut c_char,\n}\npub passwd: CString,\npassword: SafeString,\nconst NSS_BUFLEN_PASSWD: usize = 1024;\n    DEVSTAT_MATCH_PASS = 0x04,\nlog_passwd: __u32,\npub type HttpPasswordCB = Option<\nlet pwd = unsafe { pwd.assume_init() };\n"),
+    ("a pem header in documentation", "/// Keys start with the following delimiter:\n///\n/// ```text\n/// -----BEGIN PRIVATE KEY-----\n/// ```\n"),
     ("tracing fields", "tracing::warn!(secret = %job.name, \"Capture failed.\");\ntracing::error!(password = ?err, \"x\");\n"),
     ("masked and tagged values", "Password: \u2022\u2022\u2022\u2022\u2022\u2022\u2022\u2022\nsecret: !!binary |\n  c2VjcmV0\napi_key: ************\n"),
     ("uuid under a key that is not heroku's", "request_id = 123e4567-e89b-12d3-a456-426614174000\nheroku_app_id: 01234567-89ab-cdef-0123-456789abcdef\n"),
