@@ -116,6 +116,9 @@ const NOT_SECRET_BEFORE: &[&str] = &[
     "commit",
     "sha",
     "hash",
+    "gpg key",
+    "pgp key",
+    "fingerprint",
 ];
 
 /// Random enough to be a credential: hex tokens need ≥ 3.0 bits/byte and 32+ characters,
@@ -249,9 +252,15 @@ fn names_an_identifier(key: &[u8]) -> bool {
     id_suffix && !key.windows(7).any(|w| w.eq_ignore_ascii_case(b"session"))
 }
 
-/// A key naming something public (`STRIPE_PUBLISHABLE_KEY`, `public_key`, `NEXT_PUBLIC_…`).
+/// A key naming something public (`STRIPE_PUBLISHABLE_KEY`, `public_key`, `NEXT_PUBLIC_…`,
+/// `pubkey256`).
 fn names_public(key: &[u8]) -> bool {
     key.windows(6).any(|w| w.eq_ignore_ascii_case(b"public"))
+        || key.windows(6).any(|w| w.eq_ignore_ascii_case(b"pubkey"))
+        || key.windows(3).any(|w| w.eq_ignore_ascii_case(b"gpg"))
+        || key
+            .windows(11)
+            .any(|w| w.eq_ignore_ascii_case(b"fingerprint"))
 }
 
 /// The `X` of `name: X` on the line before the key starting at `key_start` (a Kubernetes env

@@ -272,6 +272,12 @@ const NOT_PASSWORDS: &[&str] = &[
     "function",
     "lambda",
     "yield",
+    "option",
+    "options",
+    "flag",
+    "argument",
+    "parameter",
+    "field",
     "masked",
     "empty",
     "unset",
@@ -507,14 +513,37 @@ fn declared_type(v: &[u8], following: &[u8]) -> bool {
 }
 
 /// A value shown masked (`••••••••`: one character repeated; single bytes are
-/// [`is_placeholder`]'s), a YAML tag whose value follows on the next lines (`!!binary |`), or a
-/// `tracing` field.
+/// [`is_placeholder`]'s), a YAML tag whose value follows on the next lines (`!!binary |`), a
+/// `tracing` field or a format field.
 fn masked_or_tagged(v: &[u8]) -> bool {
     let one_char = std::str::from_utf8(v).is_ok_and(|s| {
         let mut chars = s.chars();
         chars.next().is_some_and(|first| chars.all(|c| c == first))
     });
-    one_char || v.starts_with(b"!!") || tracing_field(v)
+    one_char
+        || v.starts_with(b"!!")
+        || tracing_field(v)
+        || format_field(v)
+        || v.starts_with(b"()=>")
+}
+
+/// `{self.secrets_dir!r}`: a Python f-string or `str.format` field, conversion and format spec
+/// included (a JavaScript arrow function, `()=>…`, is code too).
+fn format_field(v: &[u8]) -> bool {
+    let Some(inner) = v.strip_prefix(b"{") else {
+        return false;
+    };
+    // (The value may stop before the closing brace: rules end unquoted values before one.)
+    let field = inner
+        .iter()
+        .position(|b| *b == b'}')
+        .map_or(inner, |close| &inner[..close]);
+    field
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && field.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'!' | b':' | b'[' | b']')
+        })
 }
 
 /// `%job.name`, `?err`: a `tracing` field's value (`secret = %job.name`) is code.

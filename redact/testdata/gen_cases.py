@@ -151,6 +151,7 @@ negatives += [
     ("elided values in documentation", "Passwords on command lines (`mysql -p…`, `smbclient -U user%…`, `sshpass -p ...`) are caught."),
     ("rust and c declarations", "pub const DEVCONF_STABLE_SECRET: _bindgen_ty_3 = _bindgen_ty_3::DEVCONF_STABLE_SECRET;\npub struct passwd {\n    pub pw_name: *mut c_char,\n    pub pw_passwd: *mut c_char,\n}\npub passwd: CString,\npassword: SafeString,\nconst NSS_BUFLEN_PASSWD: usize = 1024;\n    DEVSTAT_MATCH_PASS = 0x04,\nlog_passwd: __u32,\npub type HttpPasswordCB = Option<\nlet pwd = unsafe { pwd.assume_init() };\n"),
     ("a pem header in documentation", "/// Keys start with the following delimiter:\n///\n/// ```text\n/// -----BEGIN PRIVATE KEY-----\n/// ```\n"),
+    ("format fields, arrow functions, public keys and fingerprints", "return f\"Source(secrets_dir={self.secrets_dir!r})\"\nERR_INVALID_PASSWORD:()=>kt,\nconst pubkey256 = 'SIXvRyDmBJSgatgTQRGbInBaAK+hZOQ18UmrSwnDlK8=';\n  - Release GPG key: F3EF5F62A87FC27A22E643F714CE4FF5015AA242\nprovided via the --username and --password options\n"),
     ("tracing fields", "tracing::warn!(secret = %job.name, \"Capture failed.\");\ntracing::error!(password = ?err, \"x\");\n"),
     ("masked and tagged values", "Password: \u2022\u2022\u2022\u2022\u2022\u2022\u2022\u2022\nsecret: !!binary |\n  c2VjcmV0\napi_key: ************\n"),
     ("uuid under a key that is not heroku's", "request_id = 123e4567-e89b-12d3-a456-426614174000\nheroku_app_id: 01234567-89ab-cdef-0123-456789abcdef\n"),
