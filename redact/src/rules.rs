@@ -1839,16 +1839,32 @@ mod shortcut_tests {
         for id in ["url-credentials", "telegram-bot-token", "http-bearer-token"] {
             assert!(!anchored.contains(&id), "{id}: {anchored:?}");
         }
+        // Every rule whose pattern starts with `prefix` (at least one).
         let starting = |prefix: &str| {
-            default_rules()
+            let rules: Vec<RuleSpec> = default_rules()
                 .into_iter()
-                .find(|r| r.pattern.starts_with(prefix))
-                .unwrap()
+                .filter(|r| r.pattern.starts_with(prefix))
+                .collect();
+            assert!(!rules.is_empty(), "no rule starts with {prefix}");
+            rules
         };
-        // (The PuTTY key rule, also `private-key`, starts with its keyword.)
-        assert!(!shortcuts(&starting("-----BEGIN")).anchored);
-        assert!(shortcuts(&starting("Private-Lines:")).anchored);
-        assert!(!shortcuts(&starting(r"(?i)\(\s*")).anchored);
+        // Both PEM rules (whole and cut off); the PuTTY key rule, also `private-key`, starts
+        // with its keyword.
+        assert!(
+            starting("-----BEGIN")
+                .iter()
+                .all(|r| !shortcuts(r).anchored)
+        );
+        assert!(
+            starting("Private-Lines:")
+                .iter()
+                .all(|r| shortcuts(r).anchored)
+        );
+        assert!(
+            starting(r"(?i)\(\s*")
+                .iter()
+                .all(|r| !shortcuts(r).anchored)
+        );
     }
 
     #[test]

@@ -696,8 +696,6 @@ mod tests {
         assert!(set.find_sorted(b"abcde").is_empty());
     }
 
-    /// Every literal at every offset of a text, for long and short literals and both tiers at
-    /// once: the sampled scan misses nothing and reports nothing twice.
     /// Every occurrence of every literal in `hay`, found the slow way: what `find_sorted` must
     /// return, in its order.
     fn every_occurrence(literals: &[Vec<u8>], hay: &[u8]) -> Vec<(usize, usize, usize)> {
@@ -713,6 +711,8 @@ mod tests {
         want
     }
 
+    /// Every literal at every offset of a text, for long and short literals and both tiers at
+    /// once: the sampled scan misses nothing and reports nothing twice.
     #[test]
     fn sampled_scan_finds_every_occurrence_at_every_alignment() {
         let literals: Vec<Vec<u8>> = [
