@@ -457,7 +457,7 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
         && !code_like(v, c.quoted)
         && !path_like(v)
         && !key_suffix_says_not_secret(c.matched, keyword_len)
-        && !masked_or_tagged(v)
+        && !written_not_given(v)
         && (c.quoted || !declared_type(v, c.following))
 }
 
@@ -512,10 +512,10 @@ fn declared_type(v: &[u8], following: &[u8]) -> bool {
     annotation || named || pascal_field || generic_open || hex_constant
 }
 
-/// A value shown masked (`••••••••`: one character repeated; single bytes are
-/// [`is_placeholder`]'s), a YAML tag whose value follows on the next lines (`!!binary |`), a
-/// `tracing` field or a format field.
-fn masked_or_tagged(v: &[u8]) -> bool {
+/// A value written in place of one, not given: masked (`••••••••`: one character repeated;
+/// single bytes are [`is_placeholder`]'s), a YAML tag whose value follows on the next lines
+/// (`!!binary |`), a `tracing` field, a format field or a JavaScript arrow function (`()=>kt`).
+fn written_not_given(v: &[u8]) -> bool {
     let one_char = std::str::from_utf8(v).is_ok_and(|s| {
         let mut chars = s.chars();
         chars.next().is_some_and(|first| chars.all(|c| c == first))
@@ -528,7 +528,7 @@ fn masked_or_tagged(v: &[u8]) -> bool {
 }
 
 /// `{self.secrets_dir!r}`: a Python f-string or `str.format` field, conversion and format spec
-/// included (a JavaScript arrow function, `()=>…`, is code too).
+/// included.
 fn format_field(v: &[u8]) -> bool {
     let Some(inner) = v.strip_prefix(b"{") else {
         return false;
@@ -619,6 +619,15 @@ fn prose_password(c: &Candidate<'_>) -> bool {
 /// A secret named in prose: as [`prose_password`], eight bytes or more.
 fn prose_secret(c: &Candidate<'_>) -> bool {
     c.value.len() >= 8 && prose_password(c)
+}
+
+/// The value assigned to a password key (the assignment rules' groups, 4 bytes or more):
+/// JSON-escaped, double, single or back quoted, or unquoted up to a separator, where JSON
+/// escapes other than `\n`, `\r`, `\t`, `\"` and `\\` may stand inside.
+macro_rules! password_value_pattern {
+    () => {
+        r#"(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|`([^`\r\n]{4,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#
+    };
 }
 
 /// The value of a command-line password flag (the rules' last groups): quoted, or a word
@@ -1089,7 +1098,7 @@ pub fn default_rules() -> Vec<RuleSpec> {
                     r#"(?i)(?:(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}|[_\-]pass\b)"#,
                     r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
                     r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
-                    r#"(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|`([^`\r\n]{4,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                    password_value_pattern!(),
                 ),
                 2,
                 340,
@@ -1103,8 +1112,8 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 &["pass=", "pass =", "pass:", "pass\":", "pass':"],
                 concat!(
                     r#"(?-i:[a-xz0-9]Pass)\b"#,
-                    r#"(?:\\?["'`])?[ \t]*(?::=|=>|[:=])"#,
-                    r#"[ \t]*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})'|`([^`\r\n]{4,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){2,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
+                    r#"(?:\\?["'`])?[ \t]*(?::=|=>|[:=])[ \t]*"#,
+                    password_value_pattern!(),
                 ),
                 2,
                 340,

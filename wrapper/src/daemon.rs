@@ -196,18 +196,16 @@ async fn serve(
     if let Some((proxy, listener)) = egress {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress proxy listening.");
         let served = serve_egress_on_own_thread(proxy, listener, stop_rx.clone())?;
-        listeners.spawn(async move {
-            // The thread reports when the proxy stopped (or that it died).
+        // The thread reports when the proxy stopped (or that it died).
+        spawn_listener(&mut listeners, "egress proxy", async move {
             let _ = served.await;
-            "egress proxy"
         });
     }
     if let Some((proxy, listener)) = connect {
         tracing::info!(addr = ?listener.local_addr().ok(), "Egress CONNECT listener listening.");
         let stop = stop_rx.clone();
-        listeners.spawn(async move {
+        spawn_listener(&mut listeners, "egress CONNECT listener", async move {
             proxy.serve(listener, stop).await;
-            "egress CONNECT listener"
         });
     }
     let hook_server = server::serve_unix(
@@ -223,10 +221,7 @@ async fn serve(
         stop_rx.clone(),
         "hook",
     );
-    listeners.spawn(async move {
-        hook_server.await;
-        "hook socket"
-    });
+    spawn_listener(&mut listeners, "hook socket", hook_server);
     let admin_server = server::serve_unix(
         admin,
         PeerRule {
@@ -240,10 +235,7 @@ async fn serve(
         stop_rx.clone(),
         "admin",
     );
-    listeners.spawn(async move {
-        admin_server.await;
-        "admin socket"
-    });
+    spawn_listener(&mut listeners, "admin socket", admin_server);
     if let Some(listener) = page {
         let addr = listener.local_addr().ok();
         tracing::info!(?addr, "Approval page listening.");
@@ -256,10 +248,7 @@ async fn serve(
             }),
             stop_rx.clone(),
         );
-        listeners.spawn(async move {
-            page_server.await;
-            "approval page"
-        });
+        spawn_listener(&mut listeners, "approval page", page_server);
     }
     if let Some(hub) = engine.hub() {
         let link = HubLink::new(engine.clone(), hub.clone());
@@ -328,6 +317,18 @@ async fn serve(
         }),
     )?;
     Ok(exit)
+}
+
+/// Runs `serving` as the listener `name` (the task ends with its name).
+fn spawn_listener(
+    listeners: &mut tokio::task::JoinSet<&'static str>,
+    name: &'static str,
+    serving: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    listeners.spawn(async move {
+        serving.await;
+        name
+    });
 }
 
 /// The name of the next listener task to end (a generic one if it panicked); `None` when there
@@ -659,17 +660,16 @@ mod tests {
     async fn a_listener_that_ends_or_panics_is_named_and_one_that_serves_is_not() {
         let mut listeners: tokio::task::JoinSet<&'static str> = tokio::task::JoinSet::new();
         let (_keep, mut serving) = watch::channel(false);
-        listeners.spawn(async move {
+        spawn_listener(&mut listeners, "serving", async move {
             let _ = serving.changed().await;
-            "serving"
         });
-        listeners.spawn(async { "egress proxy" });
+        spawn_listener(&mut listeners, "egress proxy", async {});
         assert_eq!(
             next_listener_end(&mut listeners).await,
             Some("egress proxy")
         );
         #[allow(clippy::panic)]
-        listeners.spawn(async { panic!("listener bug") });
+        spawn_listener(&mut listeners, "panics", async { panic!("listener bug") });
         assert_eq!(
             next_listener_end(&mut listeners).await,
             Some("listener that panicked")
