@@ -8,11 +8,21 @@
 //! daemon swaps the redactor, the cache empties. Memory is bounded by two generations: entries
 //! go into the current map; when it holds half the byte budget it becomes the previous map (the
 //! older previous one is dropped), and a hit in the previous map is moved back to the current.
+//!
+//! An entry also remembers which entries followed it as the next text string of a request with
+//! no vault value split across the two ([`Entry::seam_known_clean`]): the seam between two
+//! resent messages is not scanned again. It holds them by `Weak` pointer, so "the same next
+//! entry" is pointer identity (an entry is immutable, and a `Weak` keeps its address from being
+//! reused), never a hash.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use std::sync::{Arc, Mutex, Weak};
+
+/// How many different successors an entry remembers clean seams with (a message is usually
+/// followed by the same one; edited or branched conversations give a few).
+const CLEAN_SEAMS: usize = 4;
 
 use clawgate_redact::Redactor;
 
@@ -28,11 +38,42 @@ pub(crate) struct Entry {
     /// `None`: the redactor left the string unchanged.
     pub(crate) redacted: Option<Box<str>>,
     pub(crate) redactions: Vec<Redaction>,
+    /// Entries that followed this one with a clean seam between them, newest last.
+    clean_before: Mutex<Vec<Weak<Entry>>>,
 }
 
 impl Entry {
     fn bytes(&self) -> usize {
-        self.original.len() + self.redacted.as_ref().map_or(0, |r| r.len()) + 64
+        self.original.len()
+            + self.redacted.as_ref().map_or(0, |r| r.len())
+            + 64
+            + CLEAN_SEAMS * std::mem::size_of::<Weak<Entry>>()
+    }
+
+    /// Whether no vault value was found crossing from this text into `next` (see
+    /// `clawgate_redact::Seams::clean`), when they met before under this entry's redactor.
+    pub(crate) fn seam_known_clean(&self, next: &Arc<Entry>) -> bool {
+        self.clean_before.lock().is_ok_and(|seen| {
+            seen.iter()
+                .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(next)))
+        })
+    }
+
+    /// Remembers that the seam into `next` is clean (the oldest of [`CLEAN_SEAMS`] is forgotten).
+    pub(crate) fn remember_clean_seam(&self, next: &Arc<Entry>) {
+        let Ok(mut seen) = self.clean_before.lock() else {
+            return;
+        };
+        if seen
+            .iter()
+            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(next)))
+        {
+            return;
+        }
+        if seen.len() == CLEAN_SEAMS {
+            seen.remove(0);
+        }
+        seen.push(Arc::downgrade(next));
     }
 }
 
@@ -110,7 +151,8 @@ impl RedactionCache {
         Some(e)
     }
 
-    /// Remembers the redaction of `text`.
+    /// Remembers the redaction of `text`; returns the entry (also when the cache could not
+    /// take it: a poisoned lock).
     pub(crate) fn put(
         &self,
         redactor: &Arc<Redactor>,
@@ -118,18 +160,19 @@ impl RedactionCache {
         h: u64,
         redacted: Option<&str>,
         redactions: Vec<Redaction>,
-    ) {
+    ) -> Arc<Entry> {
         let e = Arc::new(Entry {
             original: text.into(),
             redacted: redacted.map(Into::into),
             redactions,
+            clean_before: Mutex::new(Vec::new()),
         });
         let Ok(mut st) = self.state.lock() else {
-            return;
+            return e;
         };
         let stale = Self::owned_by(&mut st, redactor);
         st.current_bytes += e.bytes();
-        let replaced = st.current.insert(h, e);
+        let replaced = st.current.insert(h, e.clone());
         if let Some(old) = &replaced {
             st.current_bytes = st.current_bytes.saturating_sub(old.bytes());
         }
@@ -142,6 +185,7 @@ impl RedactionCache {
         // A retired generation is megabytes of strings: it is freed after the lock is released,
         // so requests looking up the cache meanwhile do not wait for the allocator.
         drop((stale, replaced, retired));
+        e
     }
 }
 

@@ -18,7 +18,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cache::RedactionCache;
+use crate::cache::{Entry, RedactionCache};
 use crate::config::Provider;
 use crate::error::Refusal;
 
@@ -401,14 +401,24 @@ pub(crate) fn prepare_capturing(
     };
     let mut redactions = Vec::new();
     // Vault values split across strings first (they are in no string whole), then every string.
-    let joined = redact_across(text, redactor, &mut redactions)?;
-    let redacted = redact_strings_capturing(
-        joined.as_deref().unwrap_or(text),
-        redactor,
-        cache,
-        &mut redactions,
-        capture,
-    )?;
+    let mut strings = TextStrings::look_up(text, redactor, cache)?;
+    let joined = redact_across(text, &mut strings, redactor, &mut redactions)?;
+    let redacted = match &joined {
+        // Rare: pieces were replaced, so the strings moved; they are looked up again.
+        Some(j) => redact_strings_walk(j, redactor, cache, &mut redactions, capture, None)?,
+        None => {
+            let r = redact_strings_walk(
+                text,
+                redactor,
+                cache,
+                &mut redactions,
+                capture,
+                Some(&mut strings),
+            )?;
+            strings.remember_clean_seams();
+            r
+        }
+    };
     let mut out: Cow<'_, str> = match redacted.or(joined) {
         Some(s) => Cow::Owned(s),
         None => Cow::Borrowed(text),
@@ -630,28 +640,104 @@ fn inside_escape(bytes: &[u8], pos: usize) -> bool {
     false
 }
 
+/// The text strings of a body ([`text_values`]) and what the redaction cache knows of each:
+/// looked up once, used by the seam scan (which seams are known clean) and by the string pass.
+struct TextStrings<'c> {
+    cache: Option<&'c RedactionCache>,
+    spans: Vec<(usize, usize)>,
+    /// Per span, when the cache wants it: its hash and entry (a hit, or the entry made when the
+    /// string pass redacts it).
+    looked: Vec<Option<Looked>>,
+    /// Per boundary between spans `k` and `k + 1`: known clean before the scan, and found clean
+    /// by it ([`clawgate_redact::Seams::clean`]).
+    known_clean: Vec<bool>,
+    found_clean: Vec<bool>,
+}
+
+struct Looked {
+    h: u64,
+    entry: Option<Arc<Entry>>,
+}
+
+impl<'c> TextStrings<'c> {
+    fn look_up(
+        text: &str,
+        redactor: &Arc<Redactor>,
+        cache: Option<&'c RedactionCache>,
+    ) -> Result<Self, Refusal> {
+        let spans = text_values(text)?;
+        let looked: Vec<Option<Looked>> = spans
+            .iter()
+            .map(|&(s, e)| {
+                let raw = &text[s..e];
+                let c = cache.filter(|c| c.wants(raw))?;
+                let h = c.hash(raw);
+                Some(Looked {
+                    h,
+                    entry: c.get(redactor, raw, h),
+                })
+            })
+            .collect();
+        let entry = |k: usize| looked[k].as_ref().and_then(|l| l.entry.as_ref());
+        let known_clean = (1..spans.len())
+            .map(|k| match (entry(k - 1), entry(k)) {
+                (Some(a), Some(b)) => a.seam_known_clean(b),
+                _ => false,
+            })
+            .collect();
+        Ok(TextStrings {
+            cache,
+            spans,
+            looked,
+            known_clean,
+            found_clean: Vec::new(),
+        })
+    }
+
+    /// Records the seams the scan found clean between two cached strings, so the next request
+    /// that resends both in this order skips them.
+    fn remember_clean_seams(&self) {
+        if self.cache.is_none() {
+            return;
+        }
+        for (k, clean) in self.found_clean.iter().enumerate() {
+            if !clean || self.known_clean[k] {
+                continue;
+            }
+            let entry = |i: usize| self.looked[i].as_ref().and_then(|l| l.entry.as_ref());
+            if let (Some(a), Some(b)) = (entry(k), entry(k + 1)) {
+                a.remember_clean_seam(b);
+            }
+        }
+    }
+}
+
 /// Vault values split across consecutive text strings of the body (two messages, two content
 /// blocks): each piece becomes `SECRET_REF(name)` in its own string. `None` when there is none
-/// (the common case; only the bytes around each boundary are scanned). Works on the raw JSON
-/// text: the vault detector also knows each value's JSON-escaped form.
+/// (the common case; only the bytes around each boundary are scanned, and not even those where
+/// the two strings met before with nothing between them). Works on the raw JSON text: the
+/// vault detector also knows each value's JSON-escaped form.
 fn redact_across(
     text: &str,
+    strings: &mut TextStrings<'_>,
     redactor: &Redactor,
     redactions: &mut Vec<Redaction>,
 ) -> Result<Option<String>, Refusal> {
-    let spans = text_values(text)?;
+    let spans = &strings.spans;
     if spans.len() < 2 {
         return Ok(None);
     }
     let parts: Vec<&str> = spans.iter().map(|&(s, e)| &text[s..e]).collect();
-    let across = redactor.scan_across(&parts);
-    if across.iter().all(Vec::is_empty) {
+    let known = &strings.known_clean;
+    let seams = redactor.scan_seams(&parts, |k| known[k]);
+    strings.found_clean = seams.clean;
+    if seams.pieces.iter().all(Vec::is_empty) {
         return Ok(None);
     }
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut copied = 0;
-    for (&(s, _), pieces) in spans.iter().zip(across) {
+    for (&(s, _), pieces) in spans.iter().zip(seams.pieces) {
         for f in pieces {
             let (a, z) = (s + f.start, s + f.end);
             let Some(name) = &f.secret else { continue };
@@ -674,7 +760,8 @@ fn redact_across(
     Ok(Some(out))
 }
 
-/// [`redact_strings_capturing`] without capture (the unit tests' shorthand).
+/// Every JSON string of `text` through the redactor, without capture and without looked-up
+/// text strings (the unit tests' shorthand).
 #[cfg(test)]
 pub(crate) fn redact_strings(
     text: &str,
@@ -682,24 +769,28 @@ pub(crate) fn redact_strings(
     cache: Option<&RedactionCache>,
     redactions: &mut Vec<Redaction>,
 ) -> Result<Option<String>, Refusal> {
-    redact_strings_capturing(text, redactor, cache, redactions, None)
+    redact_strings_walk(text, redactor, cache, redactions, None, None)
 }
 
 /// Every JSON string of `text` (already validated as JSON) through the redactor (long strings
 /// through `cache`); `None` when nothing changed. Unknown secrets are offered to `capture`; a
 /// string answered from `cache` keeps what it was redacted to when first seen (a reference, if
-/// it was captured then).
-fn redact_strings_capturing(
+/// it was captured then). `strings`, the text strings of this same `text` already looked up in
+/// the cache, saves hashing and looking them up again, and gets the entries made for them.
+fn redact_strings_walk(
     text: &str,
     redactor: &Arc<Redactor>,
     cache: Option<&RedactionCache>,
     redactions: &mut Vec<Redaction>,
     capture: Option<&dyn Capture>,
+    mut strings: Option<&mut TextStrings<'_>>,
 ) -> Result<Option<String>, Refusal> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
     let mut pos = 0;
+    // The next text string of `strings` not yet passed.
+    let mut next_span = 0;
     while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
         let start = pos + off;
         let (end, escaped) = string_end(bytes, start)?;
@@ -712,17 +803,39 @@ fn redact_strings_capturing(
             o.push_str(enc);
             copied = end + 1;
         };
+        // This string's earlier lookup, if it is one of the looked-up text strings.
+        let looked = match strings.as_deref_mut() {
+            Some(ts)
+                if ts
+                    .spans
+                    .get(next_span)
+                    .is_some_and(|&(s, _)| s == start + 1) =>
+            {
+                next_span += 1;
+                ts.looked[next_span - 1].as_mut()
+            }
+            _ => None,
+        };
         match cache.filter(|c| c.wants(raw)) {
             Some(c) => {
-                let h = c.hash(raw);
-                if let Some(hit) = c.get(redactor, raw, h) {
+                let (h, hit) = match &looked {
+                    Some(l) => (l.h, l.entry.clone()),
+                    None => {
+                        let h = c.hash(raw);
+                        (h, c.get(redactor, raw, h))
+                    }
+                };
+                if let Some(hit) = hit {
                     redactions.extend(hit.redactions.iter().cloned());
                     if let Some(enc) = &hit.redacted {
                         splice(enc, &mut out);
                     }
                 } else {
                     let (enc, found) = redact_json_string(redactor, quoted, escaped, capture)?;
-                    c.put(redactor, raw, h, enc.as_deref(), found.clone());
+                    let entry = c.put(redactor, raw, h, enc.as_deref(), found.clone());
+                    if let Some(l) = looked {
+                        l.entry = Some(entry);
+                    }
                     redactions.extend(found);
                     if let Some(enc) = enc {
                         splice(&enc, &mut out);

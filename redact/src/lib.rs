@@ -154,6 +154,19 @@ impl std::fmt::Debug for Redactor {
 /// ([`Redactor::scan_across`]): room for a base64 or hex match to widen to its whole token.
 const SEAM_MARGIN: usize = 64;
 
+/// What [`Redactor::scan_seams`] found around the boundaries between consecutive parts.
+#[derive(Debug, Clone, Default)]
+pub struct Seams {
+    /// `pieces[i]`: part `i`'s pieces of vault values split across parts, in its own byte
+    /// offsets, sorted (what [`Redactor::scan_across`] returns).
+    pub pieces: Vec<Vec<Finding>>,
+    /// `clean[k]` for the boundary between parts `k` and `k + 1`: no vault value crosses it,
+    /// and that follows from those two parts alone (each reaches past the scanned seam), so it
+    /// holds wherever the same two texts meet again under this redactor. `false` says only
+    /// that this is not known.
+    pub clean: Vec<bool>,
+}
+
 /// Bytes the result cache behind [`Redactor::redact_cached`] may hold unless
 /// [`RedactorBuilder::cache_bytes`] says otherwise: about 40,000 strings with nothing to redact.
 pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
@@ -318,12 +331,29 @@ impl Redactor {
     /// Only the seams are scanned: around each boundary, as far as the longest searched form
     /// of any vault value reaches, so the cost does not grow with the parts' length.
     pub fn scan_across(&self, parts: &[&str]) -> Vec<Vec<Finding>> {
-        let mut out: Vec<Vec<Finding>> = vec![Vec::new(); parts.len()];
-        let Some(vault) = &self.vault else {
-            return out;
+        self.scan_seams(parts, |_| false).pieces
+    }
+
+    /// [`Redactor::scan_across`], skipping the boundaries the caller already knows to be clean
+    /// (`known_clean(k)` for the boundary between parts `k` and `k + 1`), and telling which
+    /// boundaries are clean in a way worth remembering ([`Seams::clean`]). Agents resend their
+    /// history every turn: the seams between old messages are the same as last time.
+    ///
+    /// `known_clean(k)` is believed only for a boundary whose two parts are each at least as
+    /// long as the scan reaches around it: only then does its result depend on those two texts
+    /// alone (and on this redactor), so it can be remembered for that pair. For any other
+    /// boundary it is ignored and the seam is scanned.
+    pub fn scan_seams(&self, parts: &[&str], known_clean: impl Fn(usize) -> bool) -> Seams {
+        let boundaries = parts.len().saturating_sub(1);
+        let mut seams = Seams {
+            pieces: vec![Vec::new(); parts.len()],
+            clean: vec![true; boundaries],
         };
-        if parts.len() < 2 {
-            return out;
+        let Some(vault) = &self.vault else {
+            return seams;
+        };
+        if boundaries == 0 {
+            return seams;
         }
         // Part i spans starts[i]..starts[i + 1] of the concatenation.
         let mut starts = Vec::with_capacity(parts.len() + 1);
@@ -336,8 +366,13 @@ impl Redactor {
         // Regions of the concatenation around each boundary, merged when they overlap. The
         // margin covers a match's widening to the whole base64 or hex token around it.
         let reach = vault.max_len() + SEAM_MARGIN;
+        let self_contained = |k: usize| parts[k].len() >= reach && parts[k + 1].len() >= reach;
         let mut regions: Vec<(usize, usize)> = Vec::new();
-        for &b in &starts[1..parts.len()] {
+        for k in 0..boundaries {
+            if self_contained(k) && known_clean(k) {
+                continue;
+            }
+            let b = starts[k + 1];
             let (lo, hi) = (b.saturating_sub(reach), (b + reach).min(total));
             match regions.last_mut() {
                 Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
@@ -375,16 +410,21 @@ impl Redactor {
             vault.find(&buf, &mut found);
             for f in found.drain(..) {
                 let (s, e) = (region_start + f.start, region_start + f.end);
-                // Crosses a boundary strictly inside it?
-                let crosses = starts[1..parts.len()].iter().any(|&b| s < b && b < e);
-                if !crosses {
+                // The boundaries it crosses strictly inside it.
+                let crossed: Vec<usize> = (0..boundaries)
+                    .filter(|&k| s < starts[k + 1] && starts[k + 1] < e)
+                    .collect();
+                if crossed.is_empty() {
                     continue;
+                }
+                for k in crossed {
+                    seams.clean[k] = false;
                 }
                 for i in 0..parts.len() {
                     let (ps, pe) = (starts[i], starts[i + 1]);
                     let (a, z) = (s.max(ps), e.min(pe));
                     if a < z {
-                        out[i].push(Finding {
+                        seams.pieces[i].push(Finding {
                             start: a - ps,
                             end: z - ps,
                             ..f.clone()
@@ -393,10 +433,13 @@ impl Redactor {
                 }
             }
         }
-        for (part, pieces) in parts.iter().zip(&mut out) {
+        for (k, clean) in seams.clean.iter_mut().enumerate() {
+            *clean &= self_contained(k);
+        }
+        for (part, pieces) in parts.iter().zip(&mut seams.pieces) {
             *pieces = merge::merge(part, std::mem::take(pieces));
         }
-        out
+        seams
     }
 
     /// Every part redacted as by [`Redactor::redact_cached`], and also the pieces of vault

@@ -353,6 +353,91 @@ fn vault_values_split_across_messages_are_redacted_in_each_piece() {
     );
 }
 
+/// A chat body of `messages`, each as one user message.
+fn chat(messages: &[&str]) -> Bytes {
+    let m: Vec<Value> = messages
+        .iter()
+        .map(|c| serde_json::json!({"role": "user", "content": c}))
+        .collect();
+    Bytes::from(serde_json::json!({"model": "m", "messages": m}).to_string())
+}
+
+fn prepared_text(body: &Bytes, r: &Arc<Redactor>, cache: &RedactionCache) -> String {
+    let p = prepare(
+        Provider::Anthropic,
+        "/v1/messages",
+        true,
+        body.clone(),
+        r,
+        Some(cache),
+    )
+    .unwrap();
+    String::from_utf8(p.body.to_vec()).unwrap()
+}
+
+#[test]
+fn clean_seams_are_remembered_per_pair_of_strings_never_beyond() {
+    let r = redactor();
+    let cache = RedactionCache::new(1 << 20);
+    let filler = "plain prompt text. ".repeat(30);
+    // A and B are long enough for their seam to depend on them alone; their seam is clean.
+    let a = format!("{filler} ends with hunter2-Very");
+    let b = format!("ordinary words {filler}");
+    let c = format!("-Secret-Pw then {filler}");
+    let clean = chat(&[&a, &b]);
+    assert_eq!(
+        prepared_text(&clean, &r, &cache),
+        std::str::from_utf8(&clean).unwrap()
+    );
+    // (The texts hold nothing JSON escapes: as written in the body, they are themselves.)
+    let entry = |t: &str| cache.get(&r, t, cache.hash(t));
+    let (ea, eb) = (entry(&a).unwrap(), entry(&b).unwrap());
+    assert!(ea.seam_known_clean(&eb), "the clean seam A|B is remembered");
+    // A followed by C splits the vault value: the memo of A|B says nothing about A|C.
+    let split = prepared_text(&chat(&[&a, &c]), &r, &cache);
+    assert!(split.contains("ends with SECRET_REF(db)"), "{split}");
+    assert!(split.contains("\"SECRET_REF(db) then"), "{split}");
+    // (Its strings were redacted after the pieces were replaced: C as sent is not cached.)
+    assert!(entry(&c).is_none());
+    // The same pair resent, now after another message: still clean and unchanged.
+    let again = chat(&["short", &a, &b]);
+    assert_eq!(
+        prepared_text(&again, &r, &cache),
+        std::str::from_utf8(&again).unwrap()
+    );
+    // A redactor that knows a value split across A|B: the cache (and its memos) belonged to
+    // the old redactor and is not used.
+    let r2 = Arc::new(
+        Redactor::builder()
+            .vault_value(
+                "other".parse().unwrap(),
+                SecretString::new("hunter2-Veryordinary".into()),
+            )
+            .build()
+            .unwrap(),
+    );
+    let out = prepared_text(&clean, &r2, &cache);
+    assert!(
+        !out.contains("hunter2-Very\"") && out.contains("SECRET_REF(other)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn short_strings_are_always_scanned_across() {
+    // Below the seam's reach a memo could not be trusted (the scan around a boundary also sees
+    // the strings beyond): a split value is found however often the parts were seen before.
+    let r = redactor();
+    let cache = RedactionCache::new(1 << 20);
+    let a = format!("{} hunter2-", "x".repeat(300));
+    let body = chat(&[&a, "Very-Secret", "-Pw b"]);
+    for _ in 0..3 {
+        let out = prepared_text(&body, &r, &cache);
+        assert!(!out.contains("Very-Secret\""), "{out}");
+        assert_eq!(out.matches("SECRET_REF(db)").count(), 3, "{out}");
+    }
+}
+
 #[test]
 fn escapes_are_recognised() {
     let b = br#"a\nb\\c\u0041d"#;
