@@ -117,6 +117,7 @@ const NOT_SECRET_BEFORE: &[&str] = &[
     "sha",
     "hash",
     "gpg key",
+    "recv-keys",
     "pgp key",
     "fingerprint",
 ];
@@ -124,7 +125,7 @@ const NOT_SECRET_BEFORE: &[&str] = &[
 /// Random enough to be a credential: hex tokens need ≥ 3.0 bits/byte and 32+ characters,
 /// others ≥ 3.7 with letters and digits mixed (long identifiers rarely carry digits in the
 /// middle of mixed case).
-fn random_enough(token: &[u8]) -> bool {
+pub(crate) fn random_enough(token: &[u8]) -> bool {
     // The character-class tests are cheap and reject most tokens: the entropy comes last.
     if token.iter().all(u8::is_ascii_hexdigit) {
         return token.len() >= 32 && shannon(token) >= 3.0;
@@ -226,6 +227,9 @@ impl EntropyDetector {
         if r == k || names_an_identifier(&bytes[r..k]) || names_public(&bytes[r..k]) {
             return false;
         }
+        if !operator_form(bytes, op, r) {
+            return false;
+        }
         // Kubernetes `- name: API_TOKEN` / `value: …`: the name is on the line before.
         if bytes[r..k].eq_ignore_ascii_case(b"value")
             && let Some(name) = k8s_env_name(bytes, r)
@@ -234,6 +238,26 @@ impl EntropyDetector {
         }
         self.context
             .any_ending_from(&bytes[r..k], (k - r).saturating_sub(KEY_REST))
+    }
+}
+
+/// `>`, `|` and a space assign only in their own forms: an XML element (`<apiKey>…`: the key
+/// opens the tag), a table row (`| API_KEY | … |`: the key fills the cell before) and a long
+/// flag (`--api-key …`: the key is the whole flag, [`flag_name_end`]). Elsewhere they are
+/// arrows, comparisons, redirections, pipes and words.
+fn operator_form(bytes: &[u8], op: usize, key_start: usize) -> bool {
+    match bytes[op] {
+        b' ' => bytes[key_start..].starts_with(b"--") && flag_name_end(bytes, key_start).is_some(),
+        b'>' => key_start > 0 && bytes[key_start - 1] == b'<',
+        // Spaced like a table (`| KEY | …`), unlike a closure's parameters (`|secret| …`).
+        b'|' => {
+            let mut i = key_start;
+            while i > 0 && bytes[i - 1] == b' ' {
+                i -= 1;
+            }
+            i < key_start && i > 0 && bytes[i - 1] == b'|' && bytes[op - 1] == b' '
+        }
+        _ => true,
     }
 }
 
@@ -311,19 +335,45 @@ fn is_key_byte(b: u8) -> bool {
 }
 
 impl Detector for EntropyDetector {
-    /// Every `:` and `=` (found eight bytes at a time) is a possible assignment; the cheap test
-    /// (a value of at least `MIN_LEN` token bytes starting with a letter or digit) runs first,
-    /// then the key before it must name a secret. This finds exactly the values a scan for the
-    /// context keywords followed by an assignment would, without a pass over every byte.
+    /// Every `:`, `=`, `>` and `|` (found eight bytes at a time) is a possible assignment; the
+    /// cheap test (a value of at least `MIN_LEN` token bytes starting with a letter or digit)
+    /// runs first, then the key before it must name a secret (`>` and `|` only in their forms,
+    /// [`operator_form`]). This finds exactly the values a scan for the context keywords
+    /// followed by an assignment would, without a pass over every byte.
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        crate::scan::for_each_byte2(bytes, b':', b'=', |op| {
+        crate::scan::for_each_byte_in(bytes, [b':', b'=', b'>', b'|'], |op| {
             let from = value_start(bytes, op);
             if long_value_at(bytes, from) {
                 self.candidate(bytes, op, from, out);
             }
         });
+        // A command-line flag and its value: `--client-secret …` (the space assigns).
+        for dashes in memchr::memmem::find_iter(bytes, b"--") {
+            if let Some(space) = flag_name_end(bytes, dashes) {
+                let from = value_start(bytes, space);
+                if long_value_at(bytes, from) {
+                    self.candidate(bytes, space, from, out);
+                }
+            }
+        }
     }
+}
+
+/// Where the name of the long flag whose dashes are at `dashes` ends, when a space follows it:
+/// `--name` starts a word (line start, space, tab, quote, `(`), and its name starts with a letter.
+fn flag_name_end(bytes: &[u8], dashes: usize) -> Option<usize> {
+    let starts_word = dashes
+        .checked_sub(1)
+        .is_none_or(|i| matches!(bytes[i], b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'('));
+    if !starts_word || !bytes.get(dashes + 2)?.is_ascii_alphabetic() {
+        return None;
+    }
+    let mut i = dashes + 2;
+    while i < bytes.len() && is_key_byte(bytes[i]) {
+        i += 1;
+    }
+    (bytes.get(i) == Some(&b' ')).then_some(i)
 }
 
 /// Whether at least [`MIN_LEN`] token bytes start at `from`, the first a letter or digit.
@@ -443,6 +493,33 @@ mod tests {
             if names_an_identifier(&bytes[r..i]) {
                 return None;
             }
+            let in_tag = r > 0 && bytes[r - 1] == b'<';
+            let mut cell = r;
+            while cell > 0 && bytes[cell - 1] == b' ' {
+                cell -= 1;
+            }
+            let in_cell =
+                cell < r && cell > 0 && bytes[cell - 1] == b'|' && bytes.get(i) == Some(&b' ');
+            let flag = bytes[r..i].starts_with(b"--")
+                && bytes.get(r + 2).is_some_and(u8::is_ascii_alphabetic)
+                && r.checked_sub(1)
+                    .is_none_or(|p| matches!(bytes[p], b' ' | b'\t' | b'\n' | b'"' | b'\'' | b'('));
+            if flag && bytes.get(i) == Some(&b' ') {
+                // The flag's value, when one follows (else `--token = …` is an assignment).
+                let mut v = i;
+                while v < bytes.len()
+                    && matches!(bytes[v], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\')
+                {
+                    v += 1;
+                }
+                if bytes.get(v).is_some_and(u8::is_ascii_alphanumeric) {
+                    let start = v;
+                    while v < bytes.len() && v - start < 512 && crate::is_token_byte(bytes[v]) {
+                        v += 1;
+                    }
+                    return Some((start, v));
+                }
+            }
             if i < bytes.len() && matches!(bytes[i], b'"' | b'\'') {
                 i += 1;
             }
@@ -452,6 +529,8 @@ mod tests {
             match bytes.get(i..i + 2) {
                 Some(b":=") | Some(b"=>") => i += 2,
                 _ if matches!(bytes.get(i), Some(b':' | b'=')) => i += 1,
+                _ if bytes.get(i) == Some(&b'>') && in_tag => i += 1,
+                _ if bytes.get(i) == Some(&b'|') && in_cell => i += 1,
                 _ => return None,
             }
             while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\')
@@ -523,6 +602,13 @@ mod tests {
             ":=",
             "=>",
             "==",
+            "<",
+            ">",
+            "|",
+            " | ",
+            " --api_key ",
+            "--client-secret",
+            "(--token",
             "\t",
             "\n",
             ".",
@@ -551,7 +637,9 @@ mod tests {
             }
             let mut got = Vec::new();
             detector.find(&text, &mut got);
-            let got: Vec<(usize, usize)> = got.iter().map(|f| (f.start, f.end)).collect();
+            // (Flags are found in a pass of their own: the order differs, which `find` allows.)
+            let mut got: Vec<(usize, usize)> = got.iter().map(|f| (f.start, f.end)).collect();
+            got.sort_unstable();
             assert_eq!(got, keyword_first(&detector, &token, &text), "{text:?}");
             found += got.len();
         }

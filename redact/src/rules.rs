@@ -12,6 +12,18 @@ use regex_syntax::hir::{Class, Hir, HirKind, literal};
 
 use crate::{Detector, DetectorKind, Error, Finding};
 
+mod table;
+
+/// Keywords that, on a table row, start the search for secrets in the table ([`table`]).
+const TABLE_KEYWORDS: &[&str] = &[
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "_pass",
+    "-pass",
+];
+
 /// One credential format.
 #[derive(Debug, Clone, Copy)]
 pub struct RuleSpec {
@@ -504,12 +516,30 @@ fn declared_type(v: &[u8], following: &[u8]) -> bool {
             following.first(),
             Some(b',' | b')' | b';' | b'>' | b'\n' | b'\r') | None
         );
-    let generic_open = v.ends_with(b"<") && v.first().is_some_and(u8::is_ascii_alphabetic);
+    // `Option<`, `Option<&'key [u8]>` (cut at the quote), `HashMap<String, …`.
+    let generic_open = v.first().is_some_and(u8::is_ascii_alphabetic)
+        && v.iter().position(|b| *b == b'<').is_some_and(|lt| {
+            v[..lt]
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.'))
+        });
+    // A Rust reference type: `&[u8]`, `&'a str`, `&mut T`, `&dyn Error`, `&str`, `&Path`.
+    let reference_type = v.strip_prefix(b"&").is_some_and(|t| {
+        t.starts_with(b"[")
+            || t.starts_with(b"'")
+            || t.starts_with(b"mut")
+            || t.starts_with(b"dyn")
+            || TYPE_NAMES
+                .iter()
+                .any(|n| t.eq_ignore_ascii_case(n.as_bytes()))
+            || (t.first().is_some_and(u8::is_ascii_uppercase)
+                && t.iter().all(u8::is_ascii_alphanumeric))
+    });
     let hex_constant = v.len() <= 10
         && v.starts_with(b"0x")
         && v.len() > 2
         && v[2..].iter().all(u8::is_ascii_hexdigit);
-    annotation || named || pascal_field || generic_open || hex_constant
+    annotation || named || pascal_field || generic_open || reference_type || hex_constant
 }
 
 /// A value written in place of one, not given: masked (`••••••••`: one character repeated;
@@ -525,6 +555,32 @@ fn written_not_given(v: &[u8]) -> bool {
         || tracing_field(v)
         || format_field(v)
         || v.starts_with(b"()=>")
+        || code_expression(v)
+        || message_about_secrets(v)
+}
+
+/// A sentence about the secret, not the secret: `"password is too long"`, `'Enter your
+/// secret key'` (three words or more, one of them the key's own word; `top secret` may be
+/// the passphrase).
+fn message_about_secrets(v: &[u8]) -> bool {
+    v.split(|b| *b == b' ').filter(|w| !w.is_empty()).count() >= 3
+        && v.split(|b| !b.is_ascii_alphabetic()).any(|w| {
+            ["password", "passwd", "passphrase", "secret"]
+                .iter()
+                .any(|k| w.eq_ignore_ascii_case(k.as_bytes()))
+        })
+}
+
+/// Code: a dereferenced variable (`*secret_key`), a borrowed one in parentheses
+/// (`(&self.secret_key).into()`), optional chaining (`opts?.secret`).
+fn code_expression(v: &[u8]) -> bool {
+    let optional_chain = v.windows(2).any(|w| w == b"?.")
+        && v.first()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
+    let deref = matches!(v, [b'*', first, rest @ ..]
+        if (first.is_ascii_lowercase() || *first == b'_')
+            && rest.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.')));
+    deref || optional_chain || v.starts_with(b"(&") || v.starts_with(b"(*")
 }
 
 /// `{self.secrets_dir!r}`: a Python f-string or `str.format` field, conversion and format spec
@@ -583,8 +639,12 @@ fn password_value(c: &Candidate<'_>) -> bool {
         && c.matched[..3].eq_ignore_ascii_case(b"pwd")
         && c.value.iter().all(u8::is_ascii_lowercase)
         && !c.matched.contains(&b'=');
-    // `self.password = user`: an attribute set from a variable, in code.
+    // `self.password = user`: an attribute set from a variable, in code (the key right after
+    // the dot: a flag after a sentence's full stop, `done. --db-password …`, is no attribute).
     let attribute_from_variable = c.preceding == Some(b'.')
+        && c.matched
+            .first()
+            .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
         && !c.quoted
         && c.value
             .iter()
@@ -1365,6 +1425,8 @@ pub struct RuleDetector {
     keywords: crate::scan::KeywordSet,
     /// Keyword pattern id → rules that use it.
     by_keyword: Vec<Vec<usize>>,
+    /// Keyword pattern id → whether it is one of [`TABLE_KEYWORDS`].
+    table_keyword: Vec<bool>,
     rules: Vec<CompiledRule>,
 }
 
@@ -1454,10 +1516,15 @@ impl RuleDetector {
             }
             rules.push(rule);
         }
+        let table_keyword = keywords
+            .iter()
+            .map(|k| TABLE_KEYWORDS.contains(k))
+            .collect();
         let keywords = crate::scan::KeywordSet::new(keywords);
         Ok(Self {
             keywords,
             by_keyword,
+            table_keyword,
             rules,
         })
     }
@@ -1786,6 +1853,21 @@ impl Detector for RuleDetector {
                         out.extend(rule.finding(bytes, &m));
                     }
                 }
+            }
+        }
+        self.tables(bytes, &hits, out);
+    }
+}
+
+impl RuleDetector {
+    /// A password or secret keyword on a table row: the table's secret cells. (Kept out of
+    /// `find`, whose loops it would otherwise slow: inlined, it cost 3% on text with no table.)
+    #[inline(never)]
+    fn tables(&self, bytes: &[u8], hits: &[(usize, usize, usize)], out: &mut Vec<Finding>) {
+        let mut done = 0;
+        for &(start, _, id) in hits {
+            if start >= done && self.table_keyword[id] {
+                done = table::find(bytes, start, out);
             }
         }
     }

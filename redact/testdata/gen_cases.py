@@ -141,6 +141,30 @@ ppk = [r2(64, A + "+/") for _ in range(2)] + [r2(20, A + "+/") + "="]
 case("putty key file", "PuTTY-User-Key-File-3: ssh-rsa\nEncryption: none\nComment: deploy\nPublic-Lines: 1\nAAAAB3NzaC1yc2EAAAADAQABAAAAgQ\nPrivate-Lines: 3\n" + "\n".join(ppk) + "\nPrivate-MAC: " + r2(64, "0123456789abcdef") + "\n", ppk, "private-key", ["Private-Lines: 3\n", "\nPrivate-MAC: "])
 t = "%08x-%04x-%04x-%04x-%012x" % (rng2.getrandbits(32), rng2.getrandbits(16), rng2.getrandbits(16), rng2.getrandbits(16), rng2.getrandbits(48))
 case("heroku api key", f"HEROKU_API_KEY={t}\n", [t], "heroku-api-key", ["HEROKU_API_KEY="])
+# Secrets without an `=` or `:`: tables, XML elements, long flags (a third stream, so the
+# cases above keep their values).
+rng3 = random.Random(3003)
+def r3(n, alphabet=A): return "".join(rng3.choice(alphabet) for _ in range(n))
+def pw3(): return r3(4) + rng3.choice("!#%-_") + r3(7)
+p1, p2 = pw3(), pw3()
+case("password column of a markdown table", f"Here are the logins:\n\n| Service | User | Password |\n|---|---|---|\n| Postgres | admin | {p1} |\n| Redis | default | `{p2}` |\n| Grafana | viewer | ******** |\n", [p1, p2], "password-assignment", ["| Postgres | admin | ", "| Grafana | viewer | ******** |"])
+p1 = pw3(); case("password column of a mysql result", f"+----+-------+----------------+\n| id | user  | password       |\n+----+-------+----------------+\n|  1 | alice | {p1} |\n|  2 | bob   | NULL           |\n+----+-------+----------------+\n", [p1], "password-assignment", ["|  1 | alice | ", "NULL"])
+p1 = pw3(); case("password key in a table of variables", f"| Variable | Value | Notes |\n|---|---|---|\n| DB_PASSWORD | {p1} | rotated monthly |\n| PASSWORD_MIN_LENGTH | 12 | policy |\n", [p1], "password-assignment", ["rotated monthly", "| PASSWORD_MIN_LENGTH | 12 | policy |"])
+t = r3(32); case("secret key in a table of variables", f"| Variable | Value | Notes |\n|---|---|---|\n| CLIENT_SECRET | {t} | OAuth app |\n| SECRET_NAME | prod-db-credentials | name |\n", [t], "secret-assignment", ["OAuth app", "prod-db-credentials"])
+p1 = pw3(); case("a table as written in a JSON tool result", json.dumps({"content": f"| host | password |\n|---|---|\n| db01 | {p1} |\n"}), [p1], "password-assignment", ["| db01 | "])
+t = r3(40, A + "/+"); case("secret key in an xml element", f"<Credentials>\n  <AccessKeyId>AKIA{r3(16, UP + '234567')}</AccessKeyId>\n  <SecretAccessKey>{t}</SecretAccessKey>\n</Credentials>", [t], "aws-secret-access-key", ["<SecretAccessKey>", "</SecretAccessKey>"])
+t = r3(32); case("client secret in an xml element", f"<oauth>\n  <clientId>app-7</clientId>\n  <clientSecret>{t}</clientSecret>\n</oauth>", [t], "high-entropy-token", ["<clientId>app-7</clientId>", "</clientSecret>"])
+t = r3(86, A + "+/") + "=="; case("secret key in a table row", f"| AccountKey | {t} |", [t], "high-entropy-token", ["| AccountKey | "])
+t = r3(40); case("secret after a long flag", f"vault write auth/approle/login --client-secret {t} --format json", [t], "high-entropy-token", ["--format json"])
+p1 = pw3(); case("password flag after a sentence", f"Run the migration. --db-password {p1}", [p1], "cli-password", ["Run the migration. "])
+negatives += [
+    ("tables about passwords", "| Option | Type | Description |\n|---|---|---|\n| `password` | `string` | The password to connect with |\n| `passwordFile` | `path` | A file holding the password |\n| PASSWORD_MIN_LENGTH | 12 | Minimum length |\n| SECRET_NAME | prod-db-credentials | The secret's name |\n\n| Password | Notes |\n|---|---|\n\n| Model | Tokens |\n|---|---|\n| claude-sonnet-4-5 | 120345 |\n"),
+    ("rust types and expressions after secret keys", "    secret: Option<&'key [u8]>,\n    pub fn hash_password_into(&self, pwd: &[u8], salt: &[u8]) -> Result<()> {\npub const VALID_PASSWORD_HASHES: &[&str] = &[\n            secret_key: *secret_key,\n        let expanded: ExpandedSecretKey = (&self.secret_key).into();\n    fn source(&self) -> Option<&(dyn Error + 'static)> {\n"),
+    ("typescript schemas and optional chains", "export declare const ClientSecret$inboundSchema: z.ZodType<ClientSecret, unknown>;\nconst workSecret = opts?.workSecret || null;\nconst password = security?.basic.password;\n"),
+    ("messages about passwords", "Error::PwdTooLong => \"password is too long\",\nconst password = 'Password used to generate key';\n"),
+    ("gpg key fingerprints after flags", "gpg --batch --keyserver hkps://keys.openpgp.org --recv-keys 5C3C5F3E314C866292F359A8F3AD5C94A67F707E\n"),
+    ("arrows, pipes and redirections", "let token_reader = |secret_token| secret_token.Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG;\necho $X > api_key_Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG.txt\nsecret_fn -> Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG\n"),
+]
 negatives += [
     ("mysql prompting for its password", "mysql -u root -p appdb\nEnter password:\nmysql -h db -P 3306 -u app -p\n"),
     ("find predicates after mysql", "find /var/lib/mysql -name '*.ibd' -print\nfind /srv/mysql -prune -o -perm 600\n"),

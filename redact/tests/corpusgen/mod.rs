@@ -577,7 +577,7 @@ fn assign(doc: &mut Doc, rng: &mut Rng, style: Style, key: &str, human: &str, va
                 }
             }
         }
-        Style::Chat => match rng.below(6) {
+        Style::Chat => match rng.below(8) {
             0 => {
                 doc.push(&format!("User: my {human} is "));
                 doc.put(val, false);
@@ -602,6 +602,20 @@ fn assign(doc: &mut Doc, rng: &mut Rng, style: Style, key: &str, human: &str, va
                 doc.push(&format!("Use this {human}: "));
                 doc.put(val, false);
                 doc.push(".\n");
+            }
+            // A table of settings, as assistants format them.
+            5 => {
+                doc.push(&format!(
+                    "| Setting | Value |\n|---|---|\n| REGION | eu-west-1 |\n| {k} | "
+                ));
+                doc.put(val, false);
+                doc.push(" |\n");
+            }
+            // The setting in an XML configuration file.
+            6 => {
+                doc.push(&format!("<settings>\n  <{c}>"));
+                doc.put(val, false);
+                doc.push(&format!("</{c}>\n</settings>\n"));
             }
             _ => {
                 doc.push(&format!(
