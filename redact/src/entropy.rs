@@ -352,7 +352,8 @@ impl Detector for EntropyDetector {
         for dashes in memchr::memmem::find_iter(bytes, b"--") {
             if let Some(space) = flag_name_end(bytes, dashes) {
                 let from = value_start(bytes, space);
-                if long_value_at(bytes, from) {
+                // (A `-` there starts the next flag, not a value.)
+                if long_value_at(bytes, from) && bytes[from] != b'-' {
                     self.candidate(bytes, space, from, out);
                 }
             }
@@ -376,10 +377,13 @@ fn flag_name_end(bytes: &[u8], dashes: usize) -> Option<usize> {
     (bytes.get(i) == Some(&b' ')).then_some(i)
 }
 
-/// Whether at least [`MIN_LEN`] token bytes start at `from`, the first a letter or digit.
+/// Whether at least [`MIN_LEN`] token bytes start at `from`, the first a letter, a digit, `_`
+/// or `-` (a base64url token may start with either).
 #[inline(always)]
 fn long_value_at(bytes: &[u8], from: usize) -> bool {
-    bytes.get(from).is_some_and(u8::is_ascii_alphanumeric)
+    bytes
+        .get(from)
+        .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
         && bytes
             .get(from..from + MIN_LEN)
             .is_some_and(|v| v.iter().all(|&b| crate::is_token_byte(b)))
@@ -422,6 +426,9 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
         Some(b":=") | Some(b"=>") => op + 2,
         _ => op + 1,
     };
+    if bytes[op] == b':' && i == op + 1 {
+        i = past_block_scalar_header(bytes, i);
+    }
     loop {
         while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`') {
             i += 1;
@@ -441,6 +448,35 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
     i
 }
 
+/// A YAML block scalar (`key: >-` or `key: |`, the value on the next, indented line): where
+/// that line's text starts; else `i`.
+fn past_block_scalar_header(bytes: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while bytes.get(j) == Some(&b' ') {
+        j += 1;
+    }
+    if !matches!(bytes.get(j), Some(b'|' | b'>')) {
+        return i;
+    }
+    j += 1;
+    if matches!(bytes.get(j), Some(b'-' | b'+')) {
+        j += 1;
+    }
+    while bytes.get(j) == Some(&b' ') {
+        j += 1;
+    }
+    j += match bytes.get(j..j + 2) {
+        Some([b'\n', _]) => 1,
+        Some([b'\r', b'\n']) | Some(b"\\n") => 2,
+        _ => return i,
+    };
+    let indent = j;
+    while bytes.get(j) == Some(&b' ') {
+        j += 1;
+    }
+    if j == indent { i } else { j }
+}
+
 /// Past the backslashes at `i` and, when they end in an escape's backslash (an odd run), past
 /// a `\n`, `\r` or `\t` escape's letter too: in `token:\n…` as written in a JSON file the
 /// value starts after the escape, not at its `n`.
@@ -454,10 +490,11 @@ fn past_backslashes(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Drops sentence punctuation the token takes in at its end (`key: abc…xyz.`).
+/// Drops the full stop a sentence puts after the token (`key: abc…xyz.`); a trailing `-` or
+/// `~` is part of a base64url or similar token.
 fn trim_punctuation(t: &[u8]) -> &[u8] {
     let mut end = t.len();
-    while end > 0 && matches!(t[end - 1], b'.' | b'-' | b'~') {
+    while end > 0 && t[end - 1] == b'.' {
         end -= 1;
     }
     &t[..end]
@@ -498,8 +535,7 @@ mod tests {
             while cell > 0 && bytes[cell - 1] == b' ' {
                 cell -= 1;
             }
-            let in_cell =
-                cell < r && cell > 0 && bytes[cell - 1] == b'|' && bytes.get(i) == Some(&b' ');
+            let in_cell = cell < r && cell > 0 && bytes[cell - 1] == b'|';
             let flag = bytes[r..i].starts_with(b"--")
                 && bytes.get(r + 2).is_some_and(u8::is_ascii_alphabetic)
                 && r.checked_sub(1)
@@ -512,7 +548,10 @@ mod tests {
                 {
                     v += 1;
                 }
-                if bytes.get(v).is_some_and(u8::is_ascii_alphanumeric) {
+                if bytes
+                    .get(v)
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                {
                     let start = v;
                     while v < bytes.len() && v - start < 512 && crate::is_token_byte(bytes[v]) {
                         v += 1;
@@ -528,9 +567,21 @@ mod tests {
             }
             match bytes.get(i..i + 2) {
                 Some(b":=") | Some(b"=>") => i += 2,
-                _ if matches!(bytes.get(i), Some(b':' | b'=')) => i += 1,
+                _ if bytes.get(i) == Some(&b':') => {
+                    i += 1;
+                    // A YAML block scalar: the value on the next, indented line.
+                    static BLOCK: std::sync::OnceLock<regex::bytes::Regex> =
+                        std::sync::OnceLock::new();
+                    let block = BLOCK.get_or_init(|| {
+                        regex::bytes::Regex::new(r"^ *[|>][-+]? *(?:\r?\n|\\n) +").unwrap()
+                    });
+                    if let Some(m) = block.find(&bytes[i..]) {
+                        i += m.end();
+                    }
+                }
+                _ if bytes.get(i) == Some(&b'=') => i += 1,
                 _ if bytes.get(i) == Some(&b'>') && in_tag => i += 1,
-                _ if bytes.get(i) == Some(&b'|') && in_cell => i += 1,
+                _ if bytes.get(i) == Some(&b'|') && in_cell && bytes[i - 1] == b' ' => i += 1,
                 _ => return None,
             }
             while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\')
@@ -576,7 +627,7 @@ mod tests {
     #[test]
     fn operator_first_scan_equals_keyword_first_scan() {
         let detector = EntropyDetector::new().unwrap();
-        let token = regex::bytes::RegexBuilder::new(r"[A-Za-z0-9][A-Za-z0-9+/=_\-.~]{19,511}")
+        let token = regex::bytes::RegexBuilder::new(r"[A-Za-z0-9_\-][A-Za-z0-9+/=_\-.~]{19,511}")
             .unicode(false)
             .build()
             .unwrap();
@@ -609,6 +660,9 @@ mod tests {
             " --api_key ",
             "--client-secret",
             "(--token",
+            ": >-\n  ",
+            ": |\n    ",
+            "|\n",
             "\t",
             "\n",
             ".",

@@ -470,7 +470,22 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
         && !path_like(v)
         && !key_suffix_says_not_secret(c.matched, keyword_len)
         && !written_not_given(v)
-        && (c.quoted || !declared_type(v, c.following))
+        && (c.quoted || !declared_type(v, c.following, after_colon(c)))
+}
+
+/// Whether the value follows a `:` (a field declaration `password: SafeString,` may name a
+/// type; after `=`, as in `Password=QmwwoTxQFAohUZHGeG;` of a connection string, it does not).
+fn after_colon(c: &Candidate<'_>) -> bool {
+    let offset = (c.value.as_ptr() as usize).saturating_sub(c.matched.as_ptr() as usize);
+    c.matched
+        .get(..offset)
+        .and_then(|before| {
+            before
+                .iter()
+                .rev()
+                .find(|b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'`'))
+        })
+        .is_some_and(|b| *b == b':')
 }
 
 /// A truncated PEM block holds key material after its header: at least 16 base64 letters or
@@ -503,13 +518,14 @@ const TYPE_NAMES: &[&str] = &[
 /// (`DEVCONF_STABLE_SECRET: _bindgen_ty_3 = …`: an `=` follows), a `PascalCase` name ending a
 /// field (`password: SafeString,`), an open generic (`Option<`), or a short hexadecimal
 /// constant (`MATCH_PASS = 0x04`).
-fn declared_type(v: &[u8], following: &[u8]) -> bool {
+fn declared_type(v: &[u8], following: &[u8], after_colon: bool) -> bool {
     let after = following.trim_ascii_start();
     let annotation = after.first() == Some(&b'=') && !matches!(after.get(1), Some(b'=' | b'>'));
     let named = TYPE_NAMES
         .iter()
         .any(|t| v.eq_ignore_ascii_case(t.as_bytes()));
-    let pascal_field = v.first().is_some_and(u8::is_ascii_uppercase)
+    let pascal_field = after_colon
+        && v.first().is_some_and(u8::is_ascii_uppercase)
         && v.iter().all(u8::is_ascii_alphabetic)
         && v[1..].iter().any(u8::is_ascii_uppercase)
         && matches!(
@@ -646,13 +662,25 @@ fn password_value(c: &Candidate<'_>) -> bool {
             .first()
             .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
         && !c.quoted
-        && c.value
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        && variable_like(c.value);
     !pwd_in_word
         && !pwd_word
         && !attribute_from_variable
         && assigned_value(c, keyword_len(c.matched))
+}
+
+/// A variable's name: `new_password1`, `userPassword`, `pw` (snake case, or letters only), not
+/// a password written after a property key (`db.password=vt0M_aMRTvet`: case and digits mixed).
+fn variable_like(v: &[u8]) -> bool {
+    let ident = v
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    let snake = v
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    let letters = v.iter().all(|b| b.is_ascii_alphabetic() || *b == b'_');
+    ident && (snake || letters)
 }
 
 /// A value after `secret=` or `client_secret:`: as [`password_value`], and not a name made of
@@ -807,6 +835,18 @@ fn unopened_closer(v: &[u8]) -> usize {
         }
     }
     v.len()
+}
+
+/// Whether the key of the match at `start` is a URL query's or a form's parameter: the byte
+/// before the key (`db_password`, whose match may start at `password`) is `?` or `&`.
+fn in_query(bytes: &[u8], start: usize) -> bool {
+    let mut i = start;
+    while i > 0
+        && (bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b'-' | b'.'))
+    {
+        i -= 1;
+    }
+    i > 0 && matches!(bytes[i - 1], b'?' | b'&')
 }
 
 /// Where a URL query's next parameter (`&name=`) starts in `v`, else `v.len()`.
@@ -1157,7 +1197,9 @@ pub fn default_rules() -> Vec<RuleSpec> {
                     // `bypass`, `compass` or `_passenger`).
                     r#"(?i)(?:(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}|[_\-]pass\b)"#,
                     r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
-                    r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
+                    // A YAML block scalar (`password: >-`): the value on the next line.
+                    r#"[ \t]*(?:[|>][-+]?[ \t]*(?:\r?\n|\\n)[ \t]+)?"#,
+                    r#"(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
                     password_value_pattern!(),
                 ),
                 2,
@@ -1179,6 +1221,31 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 340,
             )
         },
+        // SQL: `CREATE USER … IDENTIFIED BY '…'`, `ALTER ROLE … WITH LOGIN PASSWORD '…'`,
+        // `CREATE LOGIN … WITH PASSWORD = '…'`, `SET PASSWORD FOR … = '…'`.
+        RuleSpec {
+            accept: Some(basic_password),
+            needs: &["'"],
+            ..rule(
+                "password-assignment",
+                &["password", "identified"],
+                r#"(?i)(?:\b(?:create|alter)[ \t]+(?:user|role|login)\b[^;\n]{0,160}?(?:\bpassword[ \t]*=?[ \t]*|\bidentified[ \t]+(?:with[ \t]+\w+[ \t]+)?by[ \t]+(?:password[ \t]+)?)|\bset[ \t]+password\b[^;\n]{0,120}?=[ \t]*(?:password[ \t]*\([ \t]*)?)'([^'\r\n]{1,128})'"#,
+                200,
+                200,
+            )
+        },
+        // A password piped into a login: `echo "…" | docker login -u ci --password-stdin`.
+        cli_rule(
+            &["--password"],
+            concat!(
+                cli_start!(),
+                r#"(?:echo|printf)[ \t]+(?:-n[ \t]+|'%s'[ \t]+|"%s"[ \t]+)?"#,
+                cli_value!(),
+                r#"[ \t]*\|[^\n|;&]{0,120}?--password-stdin\b"#
+            ),
+            200,
+            40,
+        ),
         // `.netrc`: `machine host login user password …`, on one line or several.
         RuleSpec {
             accept: Some(basic_password),
@@ -1657,14 +1724,24 @@ impl CompiledRule {
     /// a documented example, refused by `accept`).
     fn finding(&self, bytes: &[u8], m: &RegexMatch) -> Option<Finding> {
         let secret = &bytes[m.secret.clone()];
-        // An unquoted value runs up to the next query parameter (`…&ssl=true`).
-        let value = &secret[..query_param_start(secret)];
-        // … and stops at a bracket it did not open (`pwd=None):`).
-        let value = &value[..unopened_closer(value)];
+        let quoted = m.secret.start > 0 && matches!(bytes[m.secret.start - 1], b'"' | b'\'' | b'`');
+        // An unquoted value of a URL query or form (`?password=…&ssl=true`) runs up to the next
+        // parameter; elsewhere (`Password=…&u6=…;` in a connection string) `&x=` may be in it.
+        let value = if !quoted && in_query(bytes, m.whole.start) {
+            &secret[..query_param_start(secret)]
+        } else {
+            secret
+        };
+        // An unquoted one stops at a bracket it did not open (`pwd=None):`).
+        let value = if quoted {
+            value
+        } else {
+            &value[..unopened_closer(value)]
+        };
         let candidate = Candidate {
             value,
             matched: &bytes[m.whole.clone()],
-            quoted: m.secret.start > 0 && matches!(bytes[m.secret.start - 1], b'"' | b'\'' | b'`'),
+            quoted,
             preceding: m.whole.start.checked_sub(1).map(|i| bytes[i]),
             following: {
                 let end = m.secret.start + value.len();

@@ -157,12 +157,23 @@ t = r3(32); case("client secret in an xml element", f"<oauth>\n  <clientId>app-7
 t = r3(86, A + "+/") + "=="; case("secret key in a table row", f"| AccountKey | {t} |", [t], "high-entropy-token", ["| AccountKey | "])
 t = r3(40); case("secret after a long flag", f"vault write auth/approle/login --client-secret {t} --format json", [t], "high-entropy-token", ["--format json"])
 p1 = pw3(); case("password flag after a sentence", f"Run the migration. --db-password {p1}", [p1], "cli-password", ["Run the migration. "])
+p1 = pw3(); case("sql create user identified by", f"mysql> CREATE USER 'app'@'%' IDENTIFIED BY '{p1}';\nQuery OK, 0 rows affected", [p1], "password-assignment", ["Query OK"])
+p1 = pw3(); case("sql alter role with password", f"ALTER ROLE app WITH LOGIN PASSWORD '{p1}' VALID UNTIL 'infinity';", [p1], "password-assignment", ["VALID UNTIL 'infinity'"])
+p1 = pw3(); case("sql identified with a plugin", f"ALTER USER 'root'@'localhost' IDENTIFIED WITH mysql_native_password BY '{p1}';", [p1], "password-assignment")
+p1 = pw3(); case("sql server login", f"CREATE LOGIN app_user WITH PASSWORD = '{p1}', CHECK_POLICY = OFF;", [p1], "password-assignment", ["CHECK_POLICY = OFF"])
+p1 = pw3(); case("password piped into docker login", f"echo \"{p1}\" | docker login ghcr.io -u ci --password-stdin", [p1], "cli-password", ["docker login ghcr.io -u ci --password-stdin"])
+p1 = pw3(); case("yaml block scalar password", f"db:\n  user: app\n  password: >-\n    {p1}\n  port: 5432\n", [p1], "password-assignment", ["port: 5432"])
+t = r3(40); case("yaml block scalar token", f"auth:\n  access_token: |\n    {t}\n", [t], "high-entropy-token", ["access_token: |"])
+p1 = r3(5) + "_" + r3(6) + "9"; case("java properties password", f"spring.datasource.url=jdbc:postgresql://db:5432/app\nspring.datasource.password={p1}\n", [p1], "password-assignment", ["jdbc:postgresql://db:5432/app"])
+t = "-" + r3(30, A + "-_") + "_-"; case("base64url token with dashes at its ends", f"SESSION_SECRET={t}\n", [t], "secret-assignment", ["SESSION_SECRET="])
 negatives += [
     ("tables about passwords", "| Option | Type | Description |\n|---|---|---|\n| `password` | `string` | The password to connect with |\n| `passwordFile` | `path` | A file holding the password |\n| PASSWORD_MIN_LENGTH | 12 | Minimum length |\n| SECRET_NAME | prod-db-credentials | The secret's name |\n\n| Password | Notes |\n|---|---|\n\n| Model | Tokens |\n|---|---|\n| claude-sonnet-4-5 | 120345 |\n"),
     ("rust types and expressions after secret keys", "    secret: Option<&'key [u8]>,\n    pub fn hash_password_into(&self, pwd: &[u8], salt: &[u8]) -> Result<()> {\npub const VALID_PASSWORD_HASHES: &[&str] = &[\n            secret_key: *secret_key,\n        let expanded: ExpandedSecretKey = (&self.secret_key).into();\n    fn source(&self) -> Option<&(dyn Error + 'static)> {\n"),
     ("typescript schemas and optional chains", "export declare const ClientSecret$inboundSchema: z.ZodType<ClientSecret, unknown>;\nconst workSecret = opts?.workSecret || null;\nconst password = security?.basic.password;\n"),
     ("messages about passwords", "Error::PwdTooLong => \"password is too long\",\nconst password = 'Password used to generate key';\n"),
     ("gpg key fingerprints after flags", "gpg --batch --keyserver hkps://keys.openpgp.org --recv-keys 5C3C5F3E314C866292F359A8F3AD5C94A67F707E\n"),
+    ("sql and login commands with references", "CREATE USER app IDENTIFIED BY '$DB_PW';\nALTER ROLE app WITH PASSWORD NULL;\nALTER USER app PASSWORD :'pw';\necho \"$CI_TOKEN\" | docker login -u ci --password-stdin\ncat token.txt | docker login -u ci --password-stdin\n"),
+    ("attributes set from variables", "self.password = new_password1\nthis.password = userPassword;\nuser.passwd = pw\n"),
     ("arrows, pipes and redirections", "let token_reader = |secret_token| secret_token.Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG;\necho $X > api_key_Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG.txt\nsecret_fn -> Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG\n"),
 ]
 negatives += [
