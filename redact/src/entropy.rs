@@ -338,7 +338,7 @@ impl Detector for EntropyDetector {
     /// Every `:`, `=`, `>` and `|` (found eight bytes at a time) is a possible assignment; the
     /// cheap test (a value of at least `MIN_LEN` token bytes starting with a letter or digit)
     /// runs first, then the key before it must name a secret (`>` and `|` only in their forms,
-    /// [`operator_form`]). This finds exactly the values a scan for the context keywords
+    /// `operator_form`). This finds exactly the values a scan for the context keywords
     /// followed by an assignment would, without a pass over every byte.
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
