@@ -426,17 +426,14 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
         Some(b":=") | Some(b"=>") => op + 2,
         _ => op + 1,
     };
-    if bytes[op] == b':' && i == op + 1 {
-        i = past_block_scalar_header(bytes, i);
-    }
-    loop {
-        while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`') {
-            i += 1;
+    let after_op = i;
+    i = past_quotes_and_spaces(bytes, i);
+    // (Checked only where the value would start with `|` or `>`: this runs at every `:`.)
+    if matches!(bytes.get(i), Some(b'|' | b'>')) && bytes[op] == b':' && after_op == op + 1 {
+        let block = past_block_scalar_header(bytes, after_op);
+        if block != after_op {
+            i = past_quotes_and_spaces(bytes, block);
         }
-        if bytes.get(i) != Some(&b'\\') {
-            break;
-        }
-        i = past_backslashes(bytes, i);
     }
     // Rust's `String::from("…")`.
     if bytes.get(i) == Some(&b'S') && bytes[i..].starts_with(b"String::from(") {
@@ -446,6 +443,20 @@ fn value_start(bytes: &[u8], op: usize) -> usize {
         }
     }
     i
+}
+
+/// Past the spaces, tabs, quotes and backticks (JSON-escaped ones too) before a value.
+#[inline(always)]
+fn past_quotes_and_spaces(bytes: &[u8], mut i: usize) -> usize {
+    loop {
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`') {
+            i += 1;
+        }
+        if bytes.get(i) != Some(&b'\\') {
+            return i;
+        }
+        i = past_backslashes(bytes, i);
+    }
 }
 
 /// A YAML block scalar (`key: >-` or `key: |`, the value on the next, indented line): where
