@@ -696,7 +696,11 @@ fn secret_value(c: &Candidate<'_>) -> bool {
 /// A password named in prose (`my password is hunter22`): a digit or symbol and a letter,
 /// so that `the password is stored in the vault` stays.
 fn prose_password(c: &Candidate<'_>) -> bool {
-    let v = c.value;
+    // (A full stop or comma after the word ends the sentence, it is no symbol of a password.)
+    let mut v = c.value;
+    while let [rest @ .., b'.' | b',' | b'!' | b'?' | b';' | b':' | b')'] = v {
+        v = rest;
+    }
     let letter = v.iter().any(u8::is_ascii_alphabetic);
     let other = v
         .iter()
@@ -1455,15 +1459,27 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 140,
             )
         },
-        // `my password is hunter22`, `the passphrase was "…"`.
+        // `my password is hunter22`, `the passphrase was "…"`, `the admin password for the
+        // staging box is …`, `password -> …`.
         RuleSpec {
             accept: Some(prose_password),
-            needs: &[" is ", " was ", " IS ", " Is "],
+            needs: &[" is ", " was ", " IS ", " Is ", " is:", " -> ", " => "],
             ..rule(
                 "password-assignment",
                 &["password", "passwd", "passphrase"],
-                r#"(?i)\b(?:password|passwd|passphrase)[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{6,64})"#,
+                r#"(?i)\b(?:password|passwd|passphrase)(?:[ \t]+(?:for|of|on)(?:[ \t]+[^\s]+){1,5}?)?[ \t]+(?:is|was|->|=>):?[ \t]+[`"']?([^\s`"']{6,64})"#,
                 2,
+                160,
+            )
+        },
+        // `use password …`, `log in with password …`, `enter the passphrase …`.
+        RuleSpec {
+            accept: Some(prose_password),
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase"],
+                r#"(?i)\b(?:use|using|with|enter|try|type)[ \t]+(?:the[ \t]+)?(?:password|passwd|passphrase)[ \t]+[`"']?([^\s`"']{6,64})"#,
+                24,
                 100,
             )
         },

@@ -166,6 +166,9 @@ p1 = pw3(); case("yaml block scalar password", f"db:\n  user: app\n  password: >
 t = r3(40); case("yaml block scalar token", f"auth:\n  access_token: |\n    {t}\n", [t], "high-entropy-token", ["access_token: |"])
 p1 = r3(5) + "_" + r3(6) + "9"; case("java properties password", f"spring.datasource.url=jdbc:postgresql://db:5432/app\nspring.datasource.password={p1}\n", [p1], "password-assignment", ["jdbc:postgresql://db:5432/app"])
 t = "-" + r3(30, A + "-_") + "_-"; case("base64url token with dashes at its ends", f"SESSION_SECRET={t}\n", [t], "secret-assignment", ["SESSION_SECRET="])
+p1 = pw3(); case("password in a sentence naming its account", f"The admin password for the staging box is `{p1}`, please rotate it.", [p1], "password-assignment", ["please rotate it"])
+p1 = pw3(); case("use password in a sentence", f"Log in as deploy and use password {p1} for now.", [p1], "password-assignment", ["for now."])
+p1 = pw3(); case("password is with a colon", f"the password is: {p1}\n", [p1], "password-assignment")
 negatives += [
     ("tables about passwords", "| Option | Type | Description |\n|---|---|---|\n| `password` | `string` | The password to connect with |\n| `passwordFile` | `path` | A file holding the password |\n| PASSWORD_MIN_LENGTH | 12 | Minimum length |\n| SECRET_NAME | prod-db-credentials | The secret's name |\n\n| Password | Notes |\n|---|---|\n\n| Model | Tokens |\n|---|---|\n| claude-sonnet-4-5 | 120345 |\n"),
     ("rust types and expressions after secret keys", "    secret: Option<&'key [u8]>,\n    pub fn hash_password_into(&self, pwd: &[u8], salt: &[u8]) -> Result<()> {\npub const VALID_PASSWORD_HASHES: &[&str] = &[\n            secret_key: *secret_key,\n        let expanded: ExpandedSecretKey = (&self.secret_key).into();\n    fn source(&self) -> Option<&(dyn Error + 'static)> {\n"),
@@ -173,6 +176,7 @@ negatives += [
     ("messages about passwords", "Error::PwdTooLong => \"password is too long\",\nconst password = 'Password used to generate key';\n"),
     ("gpg key fingerprints after flags", "gpg --batch --keyserver hkps://keys.openpgp.org --recv-keys 5C3C5F3E314C866292F359A8F3AD5C94A67F707E\n"),
     ("sql and login commands with references", "CREATE USER app IDENTIFIED BY '$DB_PW';\nALTER ROLE app WITH PASSWORD NULL;\nALTER USER app PASSWORD :'pw';\necho \"$CI_TOKEN\" | docker login -u ci --password-stdin\ncat token.txt | docker login -u ci --password-stdin\n"),
+    ("sentences about passwords", "The password is incorrect, try again.\nthe password for this account is stored in the vault.\nuse password authentication\nthe password of the user is hashed.\nEnter the password shown on screen.\n"),
     ("attributes set from variables", "self.password = new_password1\nthis.password = userPassword;\nuser.passwd = pw\n"),
     ("arrows, pipes and redirections", "let token_reader = |secret_token| secret_token.Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG;\necho $X > api_key_Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG.txt\nsecret_fn -> Zx9kQ2mP7vR4tY8wL1nB6cH3jF5sD0aG\n"),
 ]
