@@ -538,7 +538,12 @@ class ClawgateE2E(ClawgateCase):
     def usage_requests(self) -> dict[tuple[str, str, str], int]:
         r = self.cg("usage", "show", "--json", "--config", str(self.cg_config))
         self.check(r.rc == 0, f"usage show failed\n{r.describe()}")
-        return {(b["agent"], b["provider"], b["model"]): b["requests"] for b in json.loads(r.stdout)}
+        # One bucket per hour: summed, or a turn that crosses an hour's end reads as a drop.
+        totals: dict[tuple[str, str, str], int] = {}
+        for b in json.loads(r.stdout):
+            key = (b["agent"], b["provider"], b["model"])
+            totals[key] = totals.get(key, 0) + b["requests"]
+        return totals
 
     def test_12_llm_traffic_goes_through_the_proxy_redacted_keyed_metered(self):
         if not self.daemon.alive():
