@@ -20,13 +20,13 @@ use std::hash::BuildHasher;
 
 use std::sync::{Arc, Mutex, Weak};
 
-/// How many different successors an entry remembers clean seams with (a message is usually
-/// followed by the same one; edited or branched conversations give a few).
-const CLEAN_SEAMS: usize = 4;
-
 use clawgate_redact::Redactor;
 
 use crate::request::Redaction;
+
+/// How many different successors an entry remembers clean seams with (a message is usually
+/// followed by the same one; edited or branched conversations give a few).
+const CLEAN_SEAMS: usize = 4;
 
 /// Strings shorter than this are redacted every time (cheaper than hashing and locking).
 pub(crate) const MIN_CACHED_LEN: usize = 256;
