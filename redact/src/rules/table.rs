@@ -3,9 +3,11 @@
 //! `| DB_PASSWORD | … |`. Assistants list credentials this way in chat, and database clients
 //! print query results as ASCII tables.
 //!
-//! Started from the rule detector's keyword hits (`password`, `secret`, …) on a line that is a
-//! table row, so text without tables costs nothing more. Rows may also be separated by
-//! JSON-escaped line breaks (`\n`), as in a tool result quoted into a JSON document.
+//! Started from the rule detector's keyword hits (`password`, `secret`, …) that have a `|`
+//! shortly before them on their line; other hits cost one short backward search. Rows may
+//! also be separated by JSON-escaped line breaks (`\n`), as in a tool result quoted into a
+//! JSON document. Lines longer than [`MAX_LINE`] are no table rows, which also keeps the work
+//! per hit bounded and the whole pass linear in the text.
 
 use std::ops::Range;
 
@@ -15,6 +17,9 @@ use crate::{DetectorKind, Finding};
 /// At most this many rows are read on each side of the hit (a table is rarely longer; the
 /// bound keeps a pathological text linear).
 const MAX_ROWS: usize = 200;
+
+/// Lines longer than this are no table rows.
+const MAX_LINE: usize = 4096;
 
 /// What a column or key holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,17 +108,26 @@ fn accepts(kind: Kind, value: &[u8]) -> bool {
     }
 }
 
-/// One line of the text: its bytes' range (without the line break).
-fn line_at(bytes: &[u8], pos: usize) -> Range<usize> {
-    let mut start = pos;
-    while start > 0 && !breaks_before(bytes, start) {
-        start -= 1;
-    }
+/// The line holding `pos`: its bytes' range (without the line break). A line longer than
+/// [`MAX_LINE`] is `Err(where its scan stopped)`: nothing before that is in a table row.
+fn line_at(bytes: &[u8], pos: usize) -> Result<Range<usize>, usize> {
+    let ceiling = (pos + MAX_LINE).min(bytes.len());
     let mut end = pos;
-    while end < bytes.len() && break_len(bytes, end) == 0 {
+    while end < ceiling && break_len(bytes, end) == 0 {
         end += 1;
     }
-    start..end
+    if end == ceiling && ceiling < bytes.len() {
+        return Err(ceiling);
+    }
+    let floor = pos.saturating_sub(MAX_LINE);
+    let mut start = pos;
+    while start > floor && !breaks_before(bytes, start) {
+        start -= 1;
+    }
+    if start == floor && start > 0 && !breaks_before(bytes, start) {
+        return Err(end);
+    }
+    Ok(start..end)
 }
 
 /// The length of the line break at `i`: a newline, or a JSON-escaped `\n` (`\r` before
@@ -131,9 +145,14 @@ fn break_len(bytes: &[u8], i: usize) -> usize {
     }
 }
 
-/// Backslashes right before `i` (an even count leaves the one at `i` opening an escape).
+/// Backslashes right before `i` (an even count leaves the one at `i` opening an escape),
+/// counted up to [`MAX_LINE`].
 fn escaped_backslash_count(bytes: &[u8], i: usize) -> usize {
-    bytes[..i].iter().rev().take_while(|b| **b == b'\\').count()
+    bytes[i.saturating_sub(MAX_LINE)..i]
+        .iter()
+        .rev()
+        .take_while(|b| **b == b'\\')
+        .count()
 }
 
 /// Whether a line starts at `i` (a line break ends right before it).
@@ -148,7 +167,7 @@ fn previous_line(bytes: &[u8], start: usize) -> Option<Range<usize>> {
         s if bytes[s - 1] == b'\n' => s - 1,
         s => s - 2,
     };
-    Some(line_at(bytes, end))
+    line_at(bytes, end).ok()
 }
 
 /// The line after the one ending at `end`, if any.
@@ -157,7 +176,9 @@ fn next_line(bytes: &[u8], end: usize) -> Option<Range<usize>> {
         return None;
     }
     let start = end + break_len(bytes, end);
-    (start < bytes.len()).then(|| line_at(bytes, start))
+    (start < bytes.len())
+        .then(|| line_at(bytes, start).ok())
+        .flatten()
 }
 
 /// Where a table starts that opens a JSON string on this line (`"content": "| host | …`): just
@@ -228,7 +249,10 @@ pub(super) fn find(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> usize {
     if memchr::memrchr2(b'\n', b'|', &bytes[from..hit]).is_none_or(|i| bytes[from + i] != b'|') {
         return hit + 1;
     }
-    let mut line = line_at(bytes, hit);
+    let mut line = match line_at(bytes, hit) {
+        Ok(line) => line,
+        Err(scanned_to) => return scanned_to,
+    };
     if let Some(start) = opening_json_string(bytes, &line) {
         line.start = start;
     }
@@ -360,5 +384,19 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(found(text), *want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn lines_longer_than_the_limit_are_no_rows() {
+        // 2 MB on one line, a `| password | … |` every 25 bytes (before lines were bounded,
+        // every hit walked back to the start of the line).
+        let text = "| password | Zk2-Lm9q-x |".repeat(80 * 1024);
+        assert!(found(&text).is_empty());
+        // A table row just under the limit is still read.
+        let row = format!(
+            "| user | password |\n|---|---|\n| {} | Zk2-Lm9q |\n",
+            "a".repeat(4000)
+        );
+        assert_eq!(found(&row), vec!["Zk2-Lm9q"]);
     }
 }
