@@ -532,12 +532,16 @@ fn declared_type(v: &[u8], following: &[u8], after_colon: bool) -> bool {
             following.first(),
             Some(b',' | b')' | b';' | b'>' | b'\n' | b'\r') | None
         );
-    // `Option<`, `Option<&'key [u8]>` (cut at the quote), `HashMap<String, …`.
+    // `Option<`, `Option<&'key [u8]>` (cut at the quote), `HashMap<String, …`: a name without
+    // digits, then `<` and a type (not `Secr3t<2024`).
     let generic_open = v.first().is_some_and(u8::is_ascii_alphabetic)
         && v.iter().position(|b| *b == b'<').is_some_and(|lt| {
             v[..lt]
                 .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.'))
+                .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b':' | b'.'))
+                && v.get(lt + 1).is_none_or(|b| {
+                    b.is_ascii_alphabetic() || matches!(b, b'&' | b'\'' | b'(' | b'[' | b'_')
+                })
         });
     // A Rust reference type: `&[u8]`, `&'a str`, `&mut T`, `&dyn Error`, `&str`, `&Path`.
     let reference_type = v.strip_prefix(b"&").is_some_and(|t| {

@@ -169,6 +169,7 @@ t = "-" + r3(30, A + "-_") + "_-"; case("base64url token with dashes at its ends
 p1 = pw3(); case("password in a sentence naming its account", f"The admin password for the staging box is `{p1}`, please rotate it.", [p1], "password-assignment", ["please rotate it"])
 p1 = pw3(); case("use password in a sentence", f"Log in as deploy and use password {p1} for now.", [p1], "password-assignment", ["for now."])
 p1 = pw3(); case("password is with a colon", f"the password is: {p1}\n", [p1], "password-assignment")
+p1 = r3(6, string.ascii_letters) + "<" + r3(3, string.digits) + r3(3); case("password with a < after its letters", f"DB_PASSWORD={p1}\n", [p1], "password-assignment")
 negatives += [
     ("tables about passwords", "| Option | Type | Description |\n|---|---|---|\n| `password` | `string` | The password to connect with |\n| `passwordFile` | `path` | A file holding the password |\n| PASSWORD_MIN_LENGTH | 12 | Minimum length |\n| SECRET_NAME | prod-db-credentials | The secret's name |\n\n| Password | Notes |\n|---|---|\n\n| Model | Tokens |\n|---|---|\n| claude-sonnet-4-5 | 120345 |\n"),
     ("rust types and expressions after secret keys", "    secret: Option<&'key [u8]>,\n    pub fn hash_password_into(&self, pwd: &[u8], salt: &[u8]) -> Result<()> {\npub const VALID_PASSWORD_HASHES: &[&str] = &[\n            secret_key: *secret_key,\n        let expanded: ExpandedSecretKey = (&self.secret_key).into();\n    fn source(&self) -> Option<&(dyn Error + 'static)> {\n"),
