@@ -53,10 +53,9 @@ impl Entry {
     /// Whether no vault value was found crossing from this text into `next` (see
     /// `clawgate_redact::Seams::clean`), when they met before under this entry's redactor.
     pub(crate) fn seam_known_clean(&self, next: &Arc<Entry>) -> bool {
-        self.clean_before.lock().is_ok_and(|seen| {
-            seen.iter()
-                .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(next)))
-        })
+        self.clean_before
+            .lock()
+            .is_ok_and(|seen| holds(&seen, next))
     }
 
     /// Remembers that the seam into `next` is clean (the oldest of [`CLEAN_SEAMS`] is forgotten).
@@ -64,10 +63,7 @@ impl Entry {
         let Ok(mut seen) = self.clean_before.lock() else {
             return;
         };
-        if seen
-            .iter()
-            .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(next)))
-        {
+        if holds(&seen, next) {
             return;
         }
         if seen.len() == CLEAN_SEAMS {
@@ -75,6 +71,12 @@ impl Entry {
         }
         seen.push(Arc::downgrade(next));
     }
+}
+
+/// Whether `seen` points at `entry` (the same allocation: a `Weak` keeps its address).
+fn holds(seen: &[Weak<Entry>], entry: &Arc<Entry>) -> bool {
+    seen.iter()
+        .any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(entry)))
 }
 
 #[derive(Debug, Default)]

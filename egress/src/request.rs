@@ -642,8 +642,7 @@ fn inside_escape(bytes: &[u8], pos: usize) -> bool {
 
 /// The text strings of a body ([`text_values`]) and what the redaction cache knows of each:
 /// looked up once, used by the seam scan (which seams are known clean) and by the string pass.
-struct TextStrings<'c> {
-    cache: Option<&'c RedactionCache>,
+struct TextStrings {
     spans: Vec<(usize, usize)>,
     /// Per span, when the cache wants it: its hash and entry (a hit, or the entry made when the
     /// string pass redacts it).
@@ -659,11 +658,11 @@ struct Looked {
     entry: Option<Arc<Entry>>,
 }
 
-impl<'c> TextStrings<'c> {
+impl TextStrings {
     fn look_up(
         text: &str,
         redactor: &Arc<Redactor>,
-        cache: Option<&'c RedactionCache>,
+        cache: Option<&RedactionCache>,
     ) -> Result<Self, Refusal> {
         let spans = text_values(text)?;
         let looked: Vec<Option<Looked>> = spans
@@ -686,7 +685,6 @@ impl<'c> TextStrings<'c> {
             })
             .collect();
         Ok(TextStrings {
-            cache,
             spans,
             looked,
             known_clean,
@@ -695,11 +693,8 @@ impl<'c> TextStrings<'c> {
     }
 
     /// Records the seams the scan found clean between two cached strings, so the next request
-    /// that resends both in this order skips them.
+    /// that resends both in this order skips them (without a cache there are no entries).
     fn remember_clean_seams(&self) {
-        if self.cache.is_none() {
-            return;
-        }
         for (k, clean) in self.found_clean.iter().enumerate() {
             if !clean || self.known_clean[k] {
                 continue;
@@ -719,7 +714,7 @@ impl<'c> TextStrings<'c> {
 /// vault detector also knows each value's JSON-escaped form.
 fn redact_across(
     text: &str,
-    strings: &mut TextStrings<'_>,
+    strings: &mut TextStrings,
     redactor: &Redactor,
     redactions: &mut Vec<Redaction>,
 ) -> Result<Option<String>, Refusal> {
@@ -783,7 +778,7 @@ fn redact_strings_walk(
     cache: Option<&RedactionCache>,
     redactions: &mut Vec<Redaction>,
     capture: Option<&dyn Capture>,
-    mut strings: Option<&mut TextStrings<'_>>,
+    mut strings: Option<&mut TextStrings>,
 ) -> Result<Option<String>, Refusal> {
     let bytes = text.as_bytes();
     let mut out: Option<String> = None;

@@ -4,12 +4,14 @@ use clawgate_protocol::SecretString;
 use crate::cache::RedactionCache;
 
 fn redactor() -> Arc<Redactor> {
+    redactor_knowing("db", "hunter2-Very-Secret-Pw")
+}
+
+/// A redactor whose vault holds one value.
+fn redactor_knowing(name: &str, value: &str) -> Arc<Redactor> {
     Arc::new(
         Redactor::builder()
-            .vault_value(
-                "db".parse().unwrap(),
-                SecretString::new("hunter2-Very-Secret-Pw".into()),
-            )
+            .vault_value(name.parse().unwrap(), SecretString::new(value.into()))
             .build()
             .unwrap(),
     )
@@ -407,15 +409,7 @@ fn clean_seams_are_remembered_per_pair_of_strings_never_beyond() {
     );
     // A redactor that knows a value split across A|B: the cache (and its memos) belonged to
     // the old redactor and is not used.
-    let r2 = Arc::new(
-        Redactor::builder()
-            .vault_value(
-                "other".parse().unwrap(),
-                SecretString::new("hunter2-Veryordinary".into()),
-            )
-            .build()
-            .unwrap(),
-    );
+    let r2 = redactor_knowing("other", "hunter2-Veryordinary");
     let out = prepared_text(&clean, &r2, &cache);
     assert!(
         !out.contains("hunter2-Very\"") && out.contains("SECRET_REF(other)"),

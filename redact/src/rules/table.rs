@@ -259,21 +259,20 @@ pub(super) fn find(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> usize {
     if !is_table_line(bytes, &line) {
         return line.end;
     }
-    // The table's lines, in order.
+    // The table's lines, in order: up to MAX_ROWS read upwards, the hit's, MAX_ROWS downwards.
     let mut lines = vec![line.clone()];
     while lines.len() <= MAX_ROWS {
-        match previous_line(bytes, lines[0].start) {
-            Some(l) if is_table_line(bytes, &l) => lines.insert(0, l),
+        match previous_line(bytes, lines[lines.len() - 1].start) {
+            Some(l) if is_table_line(bytes, &l) => lines.push(l),
             _ => break,
         }
     }
-    let mut below = 0;
-    while below < MAX_ROWS {
+    lines.reverse();
+    for _ in 0..MAX_ROWS {
         match next_line(bytes, lines[lines.len() - 1].end) {
             Some(l) if is_table_line(bytes, &l) => lines.push(l),
             _ => break,
         }
-        below += 1;
     }
     let rows: Vec<Option<Vec<Range<usize>>>> = lines.iter().map(|l| cells(bytes, l)).collect();
     // The header: the first row, when a border or separator follows it.
