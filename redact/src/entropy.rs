@@ -230,11 +230,14 @@ impl EntropyDetector {
         if !operator_form(bytes, op, r) {
             return false;
         }
-        // Kubernetes `- name: API_TOKEN` / `value: …`: the name is on the line before.
+        // Kubernetes `- name: API_TOKEN` / `value: …`: the name is on the line before; XML
+        // `<add key="API_TOKEN" value="…"/>`: the name is an attribute before, in the same tag.
         if bytes[r..k].eq_ignore_ascii_case(b"value")
-            && let Some(name) = k8s_env_name(bytes, r)
+            && let Some(name) = k8s_env_name(bytes, r).or_else(|| xml_attribute_name(bytes, r))
         {
-            return !names_an_identifier(name) && self.context.any_ending_from(name, 0);
+            return !names_an_identifier(name)
+                && !names_public(name)
+                && self.context.any_ending_from(name, 0);
         }
         self.context
             .any_ending_from(&bytes[r..k], (k - r).saturating_sub(KEY_REST))
@@ -259,6 +262,17 @@ fn operator_form(bytes: &[u8], op: usize, key_start: usize) -> bool {
         }
         _ => true,
     }
+}
+
+/// Whether a whole name (`SENTRY_AUTH_TOKEN`, `client.secret`) names a secret: a context word
+/// in it, and it names neither an identifier of one nor something public.
+pub(crate) fn names_secret(name: &[u8]) -> bool {
+    !names_an_identifier(name)
+        && !names_public(name)
+        && CONTEXT.iter().any(|w| {
+            name.windows(w.len())
+                .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+        })
 }
 
 /// Key bytes after the context keyword: `secret` in `secret_key_id` may end 32 bytes before the
@@ -310,6 +324,33 @@ fn k8s_env_name(bytes: &[u8], key_start: usize) -> Option<&[u8]> {
     let name = name.strip_suffix(b"\"").unwrap_or(name);
     let name = name.strip_suffix(b"\\").unwrap_or(name);
     (!name.is_empty() && name.iter().all(|&b| is_key_byte(b))).then_some(name)
+}
+
+/// The `X` of `key="X"` or `name="X"` before the `value` attribute starting at `value_start`,
+/// in the same XML tag (`<add key="API_TOKEN" value="…"/>`, `<property name="client.secret"
+/// value="…"/>`; JSON-escaped quotes too).
+fn xml_attribute_name(bytes: &[u8], value_start: usize) -> Option<&[u8]> {
+    let from = value_start.saturating_sub(160);
+    let tag = &bytes[from..value_start];
+    let open = tag.iter().rposition(|&b| b == b'<')?;
+    if tag[open..].iter().any(|&b| matches!(b, b'>' | b'\n')) {
+        return None;
+    }
+    let attrs = &tag[open..];
+    // The attribute's name starts after a space: ` key=` or ` name=` (not `username=`).
+    let at = attrs.windows(6).rposition(|w| {
+        (w[0] == b' ' && w[1..].eq_ignore_ascii_case(b"name="))
+            || (w[1] == b' ' && w[2..].eq_ignore_ascii_case(b"key="))
+    })?;
+    let rest = &attrs[at + 6..];
+    let rest = rest.strip_prefix(b"\\").unwrap_or(rest);
+    let rest = rest
+        .strip_prefix(b"\"")
+        .or_else(|| rest.strip_prefix(b"'"))?;
+    let len = rest.iter().take_while(|&&b| is_key_byte(b)).count();
+    let name = &rest[..len];
+    let closed = matches!(rest.get(len), Some(b'"' | b'\'' | b'\\'));
+    (closed && !name.is_empty()).then_some(name)
 }
 
 /// Skips a type annotation between a key and its `=` (`API_KEY: &str = …`, `token: string = …`):

@@ -383,10 +383,13 @@ fn key_suffix_says_not_secret(matched: &[u8], keyword_len: usize) -> bool {
             .any(|s| rest.starts_with(s.as_bytes()))
 }
 
-/// A reference to another value, not a value: `$VAR`, `${VAR}`, `%(var)s`, `{{ var }}`.
+/// A reference to another value, not a value: `$VAR`, `${VAR}`, `%(var)s`, `%VAR%` (Windows),
+/// `{{ var }}`.
 fn is_reference(v: &[u8]) -> bool {
     matches!(v, [b'$', c, ..] if c.is_ascii_alphabetic() || *c == b'_' || *c == b'{' || *c == b'(')
         || v.starts_with(b"%(")
+        || matches!(v, [b'%', name @ .., b'%'] if !name.is_empty()
+            && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'))
         || v.starts_with(b"{{")
         || v.starts_with(b"!vault")
 }
@@ -712,6 +715,12 @@ fn prose_password(c: &Candidate<'_>) -> bool {
     letter && other && password_value(c)
 }
 
+/// A token or key named in prose (the pattern leaves a sentence's full stop out): random enough
+/// to be one, as the entropy detector's values.
+fn prose_token(c: &Candidate<'_>) -> bool {
+    crate::entropy::random_enough(c.value)
+}
+
 /// A secret named in prose: as [`prose_password`], eight bytes or more.
 fn prose_secret(c: &Candidate<'_>) -> bool {
     c.value.len() >= 8 && prose_password(c)
@@ -731,6 +740,17 @@ macro_rules! password_value_pattern {
 macro_rules! cli_value {
     () => {
         r#"(?:'([^'\r\n]{4,128})'|"([^"\r\n]{4,128})"|([^\s'"`;|&\\\-][^\s'"`;|&\\]{3,127}))"#
+    };
+}
+
+/// The `value` attribute after the one naming a password or secret, its value of at least `$min`
+/// bytes the rule's group (quoted as XML quotes it, JSON-escaped quotes too).
+macro_rules! xml_value_attribute {
+    (4) => {
+        r#"[ \t]+value[ \t]*=[ \t]*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})')"#
+    };
+    (8) => {
+        r#"[ \t]+value[ \t]*=[ \t]*(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})')"#
     };
 }
 
@@ -800,6 +820,71 @@ fn named_password_flag(c: &Candidate<'_>) -> bool {
             .any(|s| w.eq_ignore_ascii_case(s.as_bytes()))
     });
     !switch && password_value(c)
+}
+
+/// The commands of [`SET_BY_COMMAND`].
+const COMMAND_KEYWORDS: &[&str] = &["setx", "env ", "configure set", "secret set"];
+
+/// A command, the name it sets and, after a space, the value (the rules' groups).
+const SET_BY_COMMAND: &str = concat!(
+    r#"(?:(?m:^)[ \t]*ENV|"#,
+    cli_start!(),
+    r#"(?:(?i:setx)|aws[ \t]+configure[ \t]+set|gh[ \t]+secret[ \t]+set))"#,
+    r#"[ \t]+[A-Za-z_][A-Za-z0-9_.\-]{0,63}[ \t]+(?:(?:--body|-b)[ \t]+)?"#,
+    cli_value!()
+);
+
+/// The name a command sets ([`SET_BY_COMMAND`]): the word before the value.
+fn name_set_by_command<'a>(c: &Candidate<'a>) -> &'a [u8] {
+    let offset = (c.value.as_ptr() as usize).saturating_sub(c.matched.as_ptr() as usize);
+    let before = c.matched.get(..offset).unwrap_or_default();
+    let mut words = before.split(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\''));
+    words
+        .rfind(|w| !w.is_empty() && !w.starts_with(b"-"))
+        .unwrap_or_default()
+}
+
+/// A name with a password word (`DB_PASSWORD`, `smtp_passwd`).
+fn names_password(name: &[u8]) -> bool {
+    ["passw", "pwd", "passphrase"].iter().any(|w| {
+        name.windows(w.len())
+            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
+    })
+}
+
+/// A command sets a password (`setx DB_PASSWORD …`): any password, as after `password=` (not a
+/// path, a reference or a key that only mentions passwords, `ENV DB_PASSWORD_FILE …`).
+fn password_named_by_command(c: &Candidate<'_>) -> bool {
+    names_password(name_set_by_command(c)) && password_value(c)
+}
+
+/// A command sets another secret (`setx API_TOKEN …`): a value random enough to be one, as the
+/// entropy detector's, 16 bytes or more.
+fn secret_named_by_command(c: &Candidate<'_>) -> bool {
+    let name = name_set_by_command(c);
+    !names_password(name)
+        && crate::entropy::names_secret(name)
+        && c.value.len() >= 16
+        && c.value.iter().all(|&b| crate::is_token_byte(b))
+        && crate::entropy::random_enough(c.value)
+}
+
+/// A setter's value (`os.Setenv("API_TOKEN", "…")`): its first argument names a secret (not
+/// an id of one, nor something public) and the value is random enough to be one.
+fn token_argument(c: &Candidate<'_>) -> bool {
+    // The name: the first quoted word (the setter's name ends in `(`, so it is no such word).
+    let name = c
+        .matched
+        .split(|b| matches!(b, b'"' | b'\'' | b'\\'))
+        .find(|w| {
+            !w.is_empty()
+                && w.iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        })
+        .unwrap_or_default();
+    crate::entropy::names_secret(name)
+        && c.value.iter().all(|&b| crate::is_token_byte(b))
+        && crate::entropy::random_enough(c.value)
 }
 
 /// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
@@ -1242,18 +1327,43 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 200,
             )
         },
-        // A password piped into a login: `echo "…" | docker login -u ci --password-stdin`.
+        // A password or token piped into a login: `echo "…" | docker login -u ci
+        // --password-stdin`, `echo … | gh auth login --with-token`.
         cli_rule(
-            &["--password"],
+            &["--password", "--with-token"],
             concat!(
                 cli_start!(),
                 r#"(?:echo|printf)[ \t]+(?:-n[ \t]+|'%s'[ \t]+|"%s"[ \t]+)?"#,
                 cli_value!(),
-                r#"[ \t]*\|[^\n|;&]{0,120}?--password-stdin\b"#
+                r#"[ \t]*\|[^\n|;&]{0,120}?--(?:password-stdin|with-token)\b"#
             ),
             200,
             40,
         ),
+        // A command that sets a named value, the name then the value after a space: `setx
+        // API_TOKEN …` (Windows), `ENV DB_PASSWORD …` (a Dockerfile), `aws configure set
+        // aws_secret_access_key …`, `gh secret set API_KEY --body …`. The name decides:
+        // one naming a password takes any password, one naming another secret a random value.
+        RuleSpec {
+            accept: Some(password_named_by_command),
+            ..rule(
+                "password-assignment",
+                COMMAND_KEYWORDS,
+                SET_BY_COMMAND,
+                8,
+                300,
+            )
+        },
+        RuleSpec {
+            accept: Some(secret_named_by_command),
+            ..rule(
+                "secret-assignment",
+                COMMAND_KEYWORDS,
+                SET_BY_COMMAND,
+                8,
+                300,
+            )
+        },
         // `.netrc`: `machine host login user password …`, on one line or several.
         RuleSpec {
             accept: Some(basic_password),
@@ -1287,6 +1397,27 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 r#"(?i)\(\s*\\?["'][A-Za-z0-9_.\-]{0,32}?secret[A-Za-z0-9_\-]{0,24}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})')"#,
                 40,
                 300,
+            )
+        },
+        // A token or key given to a setter by name: `os.Setenv("API_TOKEN", "…")`,
+        // `define('AUTH_KEY', '…')`, `System.setProperty("api.key", "…")`,
+        // `[Environment]::SetEnvironmentVariable("API_TOKEN", "…", "User")`,
+        // `os.environ.setdefault("API_KEY", "…")`. Anchored on the setters (a name's own
+        // words, `token` and `key`, are everywhere in code), and only a random value is one.
+        RuleSpec {
+            accept: Some(token_argument),
+            ..rule(
+                "secret-assignment",
+                &[
+                    "setenv(",
+                    "setproperty(",
+                    "define(",
+                    "environmentvariable(",
+                    "setdefault(",
+                ],
+                r#"(?i)(?:setenv|setproperty|define|environmentvariable|setdefault)\(\s*\\?["'][A-Za-z0-9_.\-]{1,64}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{16,512})\\"|"([^"\r\n]{16,512})"|'([^'\r\n]{16,512})')"#,
+                20,
+                620,
             )
         },
         // Kubernetes env entries: `- name: DB_PASSWORD` then `value: …` on the next line.
@@ -1451,6 +1582,36 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 300,
             )
         },
+        // `<add key="DB_PASSWORD" value="…"/>`, `<property name="smtp.password" value="…"/>`
+        // (.NET, Ant, Spring XML configs): the name is an attribute before the value's.
+        RuleSpec {
+            accept: Some(password_value),
+            needs: &["value=", "value =", "VALUE=", "Value="],
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase"],
+                concat!(
+                    r#"(?i)[ \t](?:key|name)[ \t]*=[ \t]*\\?["'][A-Za-z0-9_.:\-]{0,32}?(?:password|passwd|passphrase)[A-Za-z0-9_.\-]{0,24}\\?["']"#,
+                    xml_value_attribute!(4)
+                ),
+                48,
+                300,
+            )
+        },
+        RuleSpec {
+            accept: Some(secret_value),
+            needs: &["value=", "value =", "VALUE=", "Value="],
+            ..rule(
+                "secret-assignment",
+                &["secret"],
+                concat!(
+                    r#"(?i)[ \t](?:key|name)[ \t]*=[ \t]*\\?["'][A-Za-z0-9_.:\-]{0,32}?secret[A-Za-z0-9_.\-]{0,24}\\?["']"#,
+                    xml_value_attribute!(8)
+                ),
+                48,
+                300,
+            )
+        },
         // `my secret is …` (a credential-looking value only).
         RuleSpec {
             accept: Some(prose_secret),
@@ -1458,8 +1619,20 @@ pub fn default_rules() -> Vec<RuleSpec> {
             ..rule(
                 "secret-assignment",
                 &["secret"],
-                r#"(?i)\bsecret[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{8,})"#,
+                r#"(?i)\bsecret(?:[ \t]+(?:access[ \t]+)?(?:key|token|value))?[ \t]+(?:is|was)[ \t]+[`"']?([^\s`"']{8,})"#,
                 2,
+                140,
+            )
+        },
+        // `the token is …`, `your API key was …`: a random value only, and a key only after a
+        // word that makes it a credential (`the cache key is <sha256>` is none).
+        RuleSpec {
+            accept: Some(prose_token),
+            ..rule(
+                "secret-assignment",
+                &["token is", "token was", "key is", "key was"],
+                r#"(?i)(?:\btoken|\b(?:access|auth|api|bearer|session|refresh|bot|client|personal|secret|private|signing|encryption|master)[ \t_\-]+(?:[a-z]+[ \t]+)?key)[ \t]+(?:is|was):?[ \t]+[`"']?([A-Za-z0-9+/=_\-.~]{15,}[A-Za-z0-9+/=_\-~])"#,
+                40,
                 140,
             )
         },
