@@ -299,7 +299,8 @@ const NOT_PASSWORDS: &[&str] = &[
 
 /// What a key named `…password…` or `…secret…` holds when the rest of its name says it is not
 /// the secret itself (`password_min_length`, `passwordField`, `secret_name`, `secretKeyRef`):
-/// the name after the keyword, lower-cased without `_` and `-`, starts with one of these.
+/// the name after the keyword (and a plural `s`), lower-cased without `_` and `-`, starts with
+/// one of these.
 const NOT_SECRET_KEY_SUFFIXES: &[&str] = &[
     "field",
     "length",
@@ -377,10 +378,12 @@ fn key_suffix_says_not_secret(matched: &[u8], keyword_len: usize) -> bool {
     if rest.is_empty() {
         return false;
     }
+    // A plural keyword first (`secretsmanager` in an AWS ARN, `passwords_file`).
+    let singular = rest.strip_prefix(b"s").unwrap_or(&rest);
     rest == b"s"
         || NOT_SECRET_KEY_SUFFIXES
             .iter()
-            .any(|s| rest.starts_with(s.as_bytes()))
+            .any(|s| rest.starts_with(s.as_bytes()) || singular.starts_with(s.as_bytes()))
 }
 
 /// A reference to another value, not a value: `$VAR`, `${VAR}`, `%(var)s`, `%VAR%` (Windows),
@@ -823,14 +826,15 @@ fn named_password_flag(c: &Candidate<'_>) -> bool {
 }
 
 /// The commands of [`SET_BY_COMMAND`].
-const COMMAND_KEYWORDS: &[&str] = &["setx", "env ", "configure set", "secret set"];
+const COMMAND_KEYWORDS: &[&str] = &["setx", "env ", "configure set", "config set", "secret set"];
 
 /// A command, the name it sets and, after a space, the value (the rules' groups).
 const SET_BY_COMMAND: &str = concat!(
     r#"(?:(?m:^)[ \t]*ENV|"#,
     cli_start!(),
-    r#"(?:(?i:setx)|aws[ \t]+configure[ \t]+set|gh[ \t]+secret[ \t]+set))"#,
-    r#"[ \t]+[A-Za-z_][A-Za-z0-9_.\-]{0,63}[ \t]+(?:(?:--body|-b)[ \t]+)?"#,
+    r#"(?:(?i:setx)|aws[ \t]+configure[ \t]+set|gh[ \t]+secret[ \t]+set|(?:npm|yarn|pnpm)[ \t]+config[ \t]+set))"#,
+    // (npm's names are registry paths: `//registry.npmjs.org/:_authToken`.)
+    r#"[ \t]+[A-Za-z_/][A-Za-z0-9_.:/@\-]{0,127}[ \t]+(?:(?:--body|-b)[ \t]+)?"#,
     cli_value!()
 );
 
@@ -1342,8 +1346,9 @@ pub fn default_rules() -> Vec<RuleSpec> {
         ),
         // A command that sets a named value, the name then the value after a space: `setx
         // API_TOKEN …` (Windows), `ENV DB_PASSWORD …` (a Dockerfile), `aws configure set
-        // aws_secret_access_key …`, `gh secret set API_KEY --body …`. The name decides:
-        // one naming a password takes any password, one naming another secret a random value.
+        // aws_secret_access_key …`, `gh secret set API_KEY --body …`, `npm config set
+        // //registry.npmjs.org/:_authToken …`. The name decides: one naming a password takes
+        // any password, one naming another secret a random value.
         RuleSpec {
             accept: Some(password_named_by_command),
             ..rule(
@@ -1570,6 +1575,47 @@ pub fn default_rules() -> Vec<RuleSpec> {
             2,
             600,
         ),
+        // Windows and Linux account passwords: `net user deploy … /add`, `echo "deploy:…" |
+        // chpasswd`, PowerShell's `ConvertTo-SecureString "…" -AsPlainText`.
+        cli_rule(
+            &["net user"],
+            concat!(
+                cli_start!(),
+                r#"net[ \t]+user[ \t]+(?:"[^"\r\n]{1,64}"|[^\s"/*]{1,64})[ \t]+"#,
+                r#"(?:"([^"\r\n]{4,128})"|([^\s"'/*;|&][^\s"';|&]{3,127}))"#
+            ),
+            2,
+            300,
+        ),
+        cli_rule(
+            &["chpasswd"],
+            concat!(
+                cli_start!(),
+                r#"(?:echo|printf)[ \t]+(?:-[en][ \t]+)?["']?[A-Za-z0-9_.\-]{1,64}:([^\s"':]{4,128})["']?"#,
+                r#"[ \t]*\|[ \t]*(?:sudo[ \t]+)?chpasswd\b"#
+            ),
+            200,
+            20,
+        ),
+        cli_rule(
+            &["securestring"],
+            r#"(?i)ConvertTo-SecureString[ \t]+(?:-String[ \t]+)?(?:"([^"\r\n]{4,128})"|'([^'\r\n]{4,128})')[^\r\n]{0,40}?-AsPlainText\b"#,
+            16,
+            300,
+        ),
+        // Terraform: `variable "db_password" { default = "…" }`, the name in the block's header
+        // (anchored on the block: the password keywords' hits are many, these blocks few).
+        RuleSpec {
+            accept: Some(password_value),
+            needs: &["default"],
+            ..rule(
+                "password-assignment",
+                &["variable \""],
+                r#"(?i)\bvariable[ \t]+"[A-Za-z0-9_\-]{0,32}?(?:password|passwd|secret)[A-Za-z0-9_\-]{0,24}"[ \t]*\{[^}]{0,200}?\bdefault[ \t]*=[ \t]*"([^"\r\n]{4,})""#,
+                2,
+                340,
+            )
+        },
         // `<password>…</password>` (Maven settings, XML configs).
         RuleSpec {
             accept: Some(password_value),
