@@ -718,6 +718,13 @@ fn prose_password(c: &Candidate<'_>) -> bool {
     letter && other && password_value(c)
 }
 
+/// The value of a bare `pass` or `pw` key, which are also words (`the content pass: everything
+/// moved`) and counts (`pass=2` of a compiler or a test run): as a password named in prose, a
+/// letter and a digit or symbol.
+fn bare_pass_value(c: &Candidate<'_>) -> bool {
+    prose_password(c)
+}
+
 /// A token or key named in prose (the pattern leaves a sentence's full stop out): random enough
 /// to be one, as the entropy detector's values.
 fn prose_token(c: &Candidate<'_>) -> bool {
@@ -1720,6 +1727,25 @@ pub fn default_rules() -> Vec<RuleSpec> {
                     r#"(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})'|`([^`\r\n]{8,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){6,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
                 ),
                 2,
+                340,
+            )
+        },
+        // A key that is just `pass` or `pw`: `user=admin pass=…`, `{ user: "admin", pass: "…" }`
+        // (the camelCase rule's keywords, so no new anchor for `pass`). Last, so that a tool's
+        // own rule labels a span both find (`openssl … -passin pass:…`).
+        RuleSpec {
+            accept: Some(bare_pass_value),
+            ..rule(
+                "password-assignment",
+                &[
+                    "pass=", "pass =", "pass:", "pass\":", "pass':", "pw=", "pw:", "pw\":",
+                ],
+                concat!(
+                    r#"(?i)(?:^|[\s{,;(\[])\\?["']?(?:pass|pw)\b"#,
+                    r#"(?:\\?["'])?[ \t]*(?::=|=>|[:=])[ \t]*"#,
+                    password_value_pattern!(),
+                ),
+                4,
                 340,
             )
         },

@@ -222,7 +222,11 @@ p1 = pw4(); case("password piped into chpasswd", f"echo \"deploy:{p1}\" | sudo c
 p1 = pw4(); case("powershell secure string from plain text", f"$pw = ConvertTo-SecureString \"{p1}\" -AsPlainText -Force", [p1], "cli-password", ["-AsPlainText -Force"])
 p1 = pw4(); case("terraform variable default", f'variable "db_password" {{\n  type      = string\n  default   = "{p1}"\n  sensitive = true\n}}', [p1], "password-assignment", ["sensitive = true"])
 t = r4(36); case("registry token set with npm config", f"npm config set //registry.example.com/:_authToken {t}", [t], "secret-assignment", ["npm config set //registry.example.com/:_authToken "])
+p1 = pw4(); case("bare pass key", f"mount -t cifs //nas/share /mnt -o user=backup,pass={p1},vers=3.0", [p1], "password-assignment", [",vers=3.0"])
+p1 = pw4(); case("bare pass key in a js object", f'const creds = {{ user: "admin", pass: "{p1}" }};', [p1], "password-assignment", ['user: "admin"'])
+p1 = pw4(); case("bare pw key", f"pw={p1} ./restore.sh prod", [p1], "password-assignment", ["./restore.sh prod"])
 negatives += [
+    ("pass and pw as words and counts", "pass=2\npass: true\nif ok: pass\ntests: pass: 12 fail: 0\nobj.pass = user.pass\npw = getpass()\npw: ${PW}\nlet pw = read_password()?;\n# The content pass: everything above moved only shas.\n"),
     ("account commands without a password", "net user deploy /add\nnet user deploy * /add\nnet user deploy /delete\nnet user \"Deploy User\" /active:no\necho \"deploy:$PW\" | chpasswd\necho \"$USER:$PASS\" | sudo chpasswd\n$secure = ConvertTo-SecureString $plain -AsPlainText -Force\nnpm config set registry https://registry.npmjs.org/\nnpm config set //registry.npmjs.org/:_authToken ${NPM_TOKEN}\n"),
     ("terraform variables about secrets", 'variable "db_password" {\n  type      = string\n  sensitive = true\n}\nvariable "secret_name" {\n  default = "prod/db-credentials"\n}\nvariable "secret_arn" {\n  default = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod"\n}\nvariable "password_length" {\n  default = "16"\n}\n'),
     ("windows references and secret files", "setx DB_PASSWORD %DBPW%\nset PGPASSWORD=%DB_PASSWORD%\nENV DB_PASSWORD_FILE /run/secrets/db_password\nENV POSTGRES_PASSWORD_FILE=/run/secrets/pg\n"),
