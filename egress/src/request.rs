@@ -405,15 +405,19 @@ pub(crate) fn prepare_capturing(
     let joined = redact_across(text, &mut strings, redactor, &mut redactions)?;
     let redacted = match &joined {
         // Rare: pieces were replaced, so the strings moved; they are looked up again.
-        Some(j) => redact_strings_walk(j, redactor, cache, &mut redactions, capture, None)?,
+        Some(j) => {
+            let all = json_strings(j)?;
+            redact_strings_walk(j, &all, None, redactor, cache, &mut redactions, capture)?
+        }
         None => {
             let r = redact_strings_walk(
                 text,
+                &strings.all,
+                Some(&mut strings.looked),
                 redactor,
                 cache,
                 &mut redactions,
                 capture,
-                Some(&mut strings),
             )?;
             strings.remember_clean_seams();
             r
@@ -591,27 +595,45 @@ const STRUCTURAL_KEYS: [&str; 19] = [
     "ttl",
 ];
 
-/// The raw contents (between the quotes, as written) of every JSON string *value* of `text`
-/// whose key is not structural, in document order, as byte ranges of `text`.
-fn text_values(text: &str) -> Result<Vec<(usize, usize)>, Refusal> {
+/// One JSON string of a body, object keys included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct JsonString {
+    /// Its opening quote.
+    open: usize,
+    /// Its closing quote.
+    close: usize,
+    /// Whether its content holds an escape.
+    escaped: bool,
+    /// A value whose key is not structural: text, where a secret split across two strings may
+    /// lie ([`STRUCTURAL_KEYS`]).
+    text: bool,
+}
+
+/// Every JSON string of `text` (already validated as JSON), in document order: found once and
+/// used by both the seam scan and the string pass (each used to find the strings again).
+fn json_strings(text: &str) -> Result<Vec<JsonString>, Refusal> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut key: &str = "";
     let mut pos = 0;
     while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
-        let start = pos + off;
-        let (end, _) = string_end(bytes, start)?;
-        let raw = &text[start + 1..end];
-        let is_key = bytes[end + 1..]
+        let open = pos + off;
+        let (close, escaped) = string_end(bytes, open)?;
+        let raw = &text[open + 1..close];
+        let is_key = bytes[close + 1..]
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_some_and(|b| *b == b':');
         if is_key {
             key = raw;
-        } else if !STRUCTURAL_KEYS.contains(&key) {
-            out.push((start + 1, end));
         }
-        pos = end + 1;
+        out.push(JsonString {
+            open,
+            close,
+            escaped,
+            text: !is_key && !STRUCTURAL_KEYS.contains(&key),
+        });
+        pos = close + 1;
     }
     Ok(out)
 }
@@ -640,9 +662,12 @@ fn inside_escape(bytes: &[u8], pos: usize) -> bool {
     false
 }
 
-/// The text strings of a body ([`text_values`]) and what the redaction cache knows of each:
-/// looked up once, used by the seam scan (which seams are known clean) and by the string pass.
+/// The strings of a body ([`json_strings`]) and what the redaction cache knows of each text
+/// string: looked up once, used by the seam scan (which seams are known clean) and by the
+/// string pass.
 struct TextStrings {
+    all: Vec<JsonString>,
+    /// The contents (between the quotes, as written) of the text strings, in order.
     spans: Vec<(usize, usize)>,
     /// Per span, when the cache wants it: its hash and entry (a hit, or the entry made when the
     /// string pass redacts it).
@@ -664,7 +689,12 @@ impl TextStrings {
         redactor: &Arc<Redactor>,
         cache: Option<&RedactionCache>,
     ) -> Result<Self, Refusal> {
-        let spans = text_values(text)?;
+        let all = json_strings(text)?;
+        let spans: Vec<(usize, usize)> = all
+            .iter()
+            .filter(|s| s.text)
+            .map(|s| (s.open + 1, s.close))
+            .collect();
         let looked: Vec<Option<Looked>> = spans
             .iter()
             .map(|&(s, e)| {
@@ -685,6 +715,7 @@ impl TextStrings {
             })
             .collect();
         Ok(TextStrings {
+            all,
             spans,
             looked,
             known_clean,
@@ -764,31 +795,30 @@ pub(crate) fn redact_strings(
     cache: Option<&RedactionCache>,
     redactions: &mut Vec<Redaction>,
 ) -> Result<Option<String>, Refusal> {
-    redact_strings_walk(text, redactor, cache, redactions, None, None)
+    let all = json_strings(text)?;
+    redact_strings_walk(text, &all, None, redactor, cache, redactions, None)
 }
 
-/// Every JSON string of `text` (already validated as JSON) through the redactor (long strings
-/// through `cache`); `None` when nothing changed. Unknown secrets are offered to `capture`; a
-/// string answered from `cache` keeps what it was redacted to when first seen (a reference, if
-/// it was captured then). `strings`, the text strings of this same `text` already looked up in
-/// the cache, saves hashing and looking them up again, and gets the entries made for them.
+/// Every JSON string of `text` (`all`, from [`json_strings`]) through the redactor (long
+/// strings through `cache`); `None` when nothing changed. Unknown secrets are offered to
+/// `capture`; a string answered from `cache` keeps what it was redacted to when first seen (a
+/// reference, if it was captured then). `looked`, the text strings of `all` already looked up
+/// in the cache, saves hashing and looking them up again, and gets the entries made for them.
 fn redact_strings_walk(
     text: &str,
+    all: &[JsonString],
+    mut looked: Option<&mut [Option<Looked>]>,
     redactor: &Arc<Redactor>,
     cache: Option<&RedactionCache>,
     redactions: &mut Vec<Redaction>,
     capture: Option<&dyn Capture>,
-    mut strings: Option<&mut TextStrings>,
 ) -> Result<Option<String>, Refusal> {
-    let bytes = text.as_bytes();
     let mut out: Option<String> = None;
     let mut copied = 0;
-    let mut pos = 0;
-    // The next text string of `strings` not yet passed.
-    let mut next_span = 0;
-    while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
-        let start = pos + off;
-        let (end, escaped) = string_end(bytes, start)?;
+    // The index of the next text string in `looked`.
+    let mut next_text = 0;
+    for s in all {
+        let (start, end, escaped) = (s.open, s.close, s.escaped);
         // The string as written (quotes included), and between the quotes.
         let quoted = &text[start..=end];
         let raw = &text[start + 1..end];
@@ -798,16 +828,11 @@ fn redact_strings_walk(
             o.push_str(enc);
             copied = end + 1;
         };
-        // This string's earlier lookup, if it is one of the looked-up text strings.
-        let looked = match strings.as_deref_mut() {
-            Some(ts)
-                if ts
-                    .spans
-                    .get(next_span)
-                    .is_some_and(|&(s, _)| s == start + 1) =>
-            {
-                next_span += 1;
-                ts.looked[next_span - 1].as_mut()
+        // This string's earlier lookup, if it is a text string that was looked up.
+        let looked = match (s.text, looked.as_deref_mut()) {
+            (true, Some(l)) => {
+                next_text += 1;
+                l.get_mut(next_text - 1).and_then(Option::as_mut)
             }
             _ => None,
         };
@@ -845,7 +870,6 @@ fn redact_strings_walk(
                 }
             }
         }
-        pos = end + 1;
     }
     if let Some(o) = &mut out {
         o.push_str(&text[copied..]);

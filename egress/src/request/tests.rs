@@ -481,3 +481,33 @@ proptest::proptest! {
         proptest::prop_assert!(string_end(br#""abc\""#, 0).is_err());
     }
 }
+
+#[test]
+fn json_strings_finds_every_string_once_and_marks_the_text_ones() {
+    let body = r#"{"model": "m", "messages": [{"role": "user", "content": "a\"b"}, {"type":"text","text":"x"}], "tags": ["t1", "t2"]}"#;
+    let all = json_strings(body).unwrap();
+    let seen: Vec<(&str, bool, bool)> = all
+        .iter()
+        .map(|s| (&body[s.open + 1..s.close], s.escaped, s.text))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("model", false, false),
+            ("m", false, false),
+            ("messages", false, false),
+            ("role", false, false),
+            ("user", false, false),
+            ("content", false, false),
+            (r#"a\"b"#, true, true),
+            ("type", false, false),
+            ("text", false, false),
+            ("text", false, false),
+            ("x", false, true),
+            ("tags", false, false),
+            ("t1", false, true),
+            ("t2", false, true),
+        ]
+    );
+    assert!(json_strings(r#"{"a": "open"#).is_err());
+}
