@@ -1,9 +1,9 @@
 //! The request phase: route, token, body decoding and redaction, what is forwarded.
 //!
-//! The body is redacted in place rather than re-serialised from a parsed tree: serde_json first
-//! validates the whole document (and reads `model`, `stream`, `stream_options`), then every JSON
-//! string (object keys included) is decoded, passed through the redactor, and re-encoded only if
-//! the redactor changed it. Everything else keeps its exact bytes, so key order, number
+//! The body is redacted in place rather than re-serialised from a parsed tree: one pass
+//! (`json.rs`) validates the whole document, finds every JSON string (object keys included) and
+//! where `model`, `stream` and `stream_options` are; then every string is decoded, passed
+//! through the redactor, and re-encoded only if the redactor changed it. Everything else keeps its exact bytes, so key order, number
 //! spelling and whitespace survive, and a body with no secret is forwarded byte for byte (which
 //! also keeps provider prompt caches warm).
 
@@ -15,13 +15,13 @@ use bytes::Bytes;
 use clawgate_redact::{Capture, Redactor};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::StatusCode;
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cache::{Entry, RedactionCache};
 use crate::config::Provider;
 use crate::error::Refusal;
 
+mod json;
 mod unescape;
 use unescape::unescape;
 
@@ -310,17 +310,31 @@ fn bad_json(why: &str) -> Refusal {
 }
 
 /// The fields of a request body the proxy reads.
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct Head {
     model: Option<Value>,
     stream: Option<Value>,
     /// `Some(Value::Null)` for an explicit `null` (present, so never appended a second time).
-    #[serde(default, deserialize_with = "present")]
     stream_options: Option<Value>,
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+impl Head {
+    /// The top-level fields [`json::scan`] found, each parsed from its own bytes.
+    fn of(text: &str, scanned: &json::Scanned) -> Result<Self, Refusal> {
+        let value = |at: Option<(usize, usize)>| {
+            at.map(|(s, e)| serde_json::from_str::<Value>(&text[s..e]))
+                .transpose()
+                .map_err(|e| bad_json(&format!("{e}")))
+        };
+        // (`"model": null` is no model, as an `Option` reads it; an explicit
+        // `"stream_options": null` is kept, see above.)
+        let not_null = |v: Option<Value>| v.filter(|v| !v.is_null());
+        Ok(Head {
+            model: not_null(value(scanned.model)?),
+            stream: not_null(value(scanned.stream)?),
+            stream_options: value(scanned.stream_options)?,
+        })
+    }
 }
 
 /// A redaction, for metrics: detector and rule (never the value).
@@ -392,16 +406,11 @@ pub(crate) fn prepare_capturing(
             e.valid_up_to()
         ))
     })?;
-    let head = if text.trim_start().starts_with('{') {
-        serde_json::from_str::<Head>(text).map_err(|e| bad_json(&format!("{e}")))?
-    } else {
-        serde_json::from_str::<serde::de::IgnoredAny>(text)
-            .map_err(|e| bad_json(&format!("{e}")))?;
-        Head::default()
-    };
+    let scanned = json::scan(text).map_err(|e| bad_json(&e.to_string()))?;
+    let head = Head::of(text, &scanned)?;
     let mut redactions = Vec::new();
     // Vault values split across strings first (they are in no string whole), then every string.
-    let mut strings = TextStrings::look_up(text, redactor, cache)?;
+    let mut strings = TextStrings::look_up(text, scanned.strings, redactor, cache);
     let joined = redact_across(text, &mut strings, redactor, &mut redactions)?;
     let redacted = match &joined {
         // Rare: pieces were replaced, so the strings moved; they are looked up again.
@@ -544,33 +553,6 @@ fn redact_json_string(
     }
 }
 
-/// The closing quote of the JSON string opening at `start`, and whether it holds an escape.
-///
-/// The body is valid JSON here (serde_json checked it first), so a quote closes the string
-/// exactly when an even number of backslashes precede it: escapes pair them up, and no escape
-/// ends in a backslash unless it is `\\`. Jumping from quote to quote skips the `\n` in every
-/// line of prompt text, which a search for quotes *or* backslashes stopped at.
-fn string_end(bytes: &[u8], start: usize) -> Result<(usize, bool), Refusal> {
-    let content = start + 1;
-    let mut from = content;
-    loop {
-        let Some(off) = bytes.get(from..).and_then(|b| memchr::memchr(b'"', b)) else {
-            return Err(bad_json("unterminated string"));
-        };
-        let quote = from + off;
-        let backslashes = bytes[content..quote]
-            .iter()
-            .rev()
-            .take_while(|b| **b == b'\\')
-            .count();
-        if backslashes % 2 == 0 {
-            let escaped = memchr::memchr(b'\\', &bytes[content..quote]).is_some();
-            return Ok((quote, escaped));
-        }
-        from = quote + 1;
-    }
-}
-
 /// Keys whose string values are structure, not text: a secret split across two messages has
 /// `"role": "user"` or `"type": "text"` between its pieces, which must not hide it.
 const STRUCTURAL_KEYS: [&str; 19] = [
@@ -609,33 +591,12 @@ struct JsonString {
     text: bool,
 }
 
-/// Every JSON string of `text` (already validated as JSON), in document order: found once and
-/// used by both the seam scan and the string pass (each used to find the strings again).
+/// Every JSON string of `text` ([`json::scan`]; the strings of a body the proxy changed, which
+/// stays valid JSON).
 fn json_strings(text: &str) -> Result<Vec<JsonString>, Refusal> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut key: &str = "";
-    let mut pos = 0;
-    while let Some(off) = memchr::memchr(b'"', &bytes[pos..]) {
-        let open = pos + off;
-        let (close, escaped) = string_end(bytes, open)?;
-        let raw = &text[open + 1..close];
-        let is_key = bytes[close + 1..]
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|b| *b == b':');
-        if is_key {
-            key = raw;
-        }
-        out.push(JsonString {
-            open,
-            close,
-            escaped,
-            text: !is_key && !STRUCTURAL_KEYS.contains(&key),
-        });
-        pos = close + 1;
-    }
-    Ok(out)
+    json::scan(text)
+        .map(|s| s.strings)
+        .map_err(|e| bad_json(&e.to_string()))
 }
 
 /// Whether byte `pos` of JSON string content is inside an escape sequence (`\"`, `\n`,
@@ -686,10 +647,10 @@ struct Looked {
 impl TextStrings {
     fn look_up(
         text: &str,
+        all: Vec<JsonString>,
         redactor: &Arc<Redactor>,
         cache: Option<&RedactionCache>,
-    ) -> Result<Self, Refusal> {
-        let all = json_strings(text)?;
+    ) -> Self {
         let spans: Vec<(usize, usize)> = all
             .iter()
             .filter(|s| s.text)
@@ -714,13 +675,13 @@ impl TextStrings {
                 _ => false,
             })
             .collect();
-        Ok(TextStrings {
+        TextStrings {
             all,
             spans,
             looked,
             known_clean,
             found_clean: Vec::new(),
-        })
+        }
     }
 
     /// Records the seams the scan found clean between two cached strings, so the next request

@@ -4,8 +4,8 @@
 //! redacting a 64 KB request made of fresh text: prompt text has an escape (`\n`, `\"`) every
 //! few dozen bytes, and serde_json handles each run between them with per-byte checks and a
 //! growing buffer. Here the runs are found with `memchr` and copied whole into a buffer sized
-//! once. The caller has already validated the whole body with serde_json, so the input is valid
-//! JSON string content; every malformed escape is still an error rather than a guess, so this
+//! once. The caller has already validated the whole body (`json.rs`, which checks every escape
+//! with [`escape_at`]), so the input is valid JSON string content; every malformed escape is still an error rather than a guess, so this
 //! function can never produce text the upstream would read differently.
 
 /// Why string content could not be decoded.
@@ -49,7 +49,7 @@ pub(crate) fn unescape(raw: &str) -> Result<String, BadEscape> {
 }
 
 /// The character the escape starting at `bytes[at]` (a backslash) stands for, and its length.
-fn escape_at(bytes: &[u8], at: usize) -> Result<(char, usize), BadEscape> {
+pub(crate) fn escape_at(bytes: &[u8], at: usize) -> Result<(char, usize), BadEscape> {
     let c = match bytes.get(at + 1).ok_or(BadEscape::Unfinished)? {
         b'"' => '"',
         b'\\' => '\\',
