@@ -8,6 +8,8 @@
 //! daemon swaps the redactor, the cache empties. Memory is bounded by two generations: entries
 //! go into the current map; when it holds half the byte budget it becomes the previous map (the
 //! older previous one is dropped), and a hit in the previous map is moved back to the current.
+//! A cache nothing used for a minute is emptied ([`RedactionCache::release_if_idle`]): under
+//! load it fills to its budget, and an idle daemon should not keep that.
 //!
 //! An entry also remembers which entries followed it as the next text string of a request with
 //! no vault value split across the two ([`Entry::seam_known_clean`]): the seam between two
@@ -19,6 +21,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use clawgate_redact::Redactor;
 
@@ -87,6 +90,8 @@ struct State {
     current: HashMap<u64, Arc<Entry>>,
     previous: HashMap<u64, Arc<Entry>>,
     current_bytes: usize,
+    /// The last lookup or insertion.
+    last_used: Option<Instant>,
 }
 
 /// The cache. `capacity` 0 disables it.
@@ -134,6 +139,7 @@ impl RedactionCache {
     pub(crate) fn get(&self, redactor: &Arc<Redactor>, text: &str, h: u64) -> Option<Arc<Entry>> {
         let mut st = self.state.lock().ok()?;
         let stale = Self::owned_by(&mut st, redactor);
+        st.last_used = Some(Instant::now());
         let found = Self::lookup(&mut st, text, h);
         drop(st);
         drop(stale);
@@ -173,6 +179,7 @@ impl RedactionCache {
             return e;
         };
         let stale = Self::owned_by(&mut st, redactor);
+        st.last_used = Some(Instant::now());
         st.current_bytes += e.bytes();
         let replaced = st.current.insert(h, e.clone());
         if let Some(old) = &replaced {
@@ -189,11 +196,58 @@ impl RedactionCache {
         drop((stale, replaced, retired));
         e
     }
+
+    /// Empties the cache when nothing used it for `idle` (as of `now`): an idle daemon should
+    /// not hold megabytes of conversations nobody is resending. Whether anything was dropped.
+    pub(crate) fn release_if_idle(&self, now: Instant, idle: Duration) -> bool {
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        let unused = st
+            .last_used
+            .is_some_and(|t| now.saturating_duration_since(t) >= idle);
+        if !unused || st.current.is_empty() && st.previous.is_empty() {
+            return false;
+        }
+        st.current_bytes = 0;
+        let dropped = (
+            std::mem::take(&mut st.current),
+            std::mem::take(&mut st.previous),
+        );
+        drop(st);
+        drop(dropped);
+        true
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_idle_cache_is_emptied_and_a_used_one_kept() {
+        let (c, red) = (RedactionCache::new(1 << 20), r());
+        let text = "x".repeat(MIN_CACHED_LEN);
+        let h = c.hash(&text);
+        let now = Instant::now();
+        assert!(
+            !c.release_if_idle(now, Duration::ZERO),
+            "nothing to release yet"
+        );
+        c.put(&red, &text, h, None, Vec::new());
+        assert!(
+            !c.release_if_idle(now, Duration::from_secs(60)),
+            "used just now"
+        );
+        assert!(c.get(&red, &text, h).is_some());
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(c.release_if_idle(later, Duration::from_secs(60)));
+        assert!(c.get(&red, &text, h).is_none(), "the entry is gone");
+        assert!(
+            !c.release_if_idle(later, Duration::from_secs(60)),
+            "already empty"
+        );
+    }
 
     fn r() -> Arc<Redactor> {
         Arc::new(Redactor::builder().build().unwrap())

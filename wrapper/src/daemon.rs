@@ -283,6 +283,12 @@ async fn serve(
                 if let Err(e) = engine.sweep() {
                     tracing::error!(error = %e, "Sweeping expired approvals failed.");
                 }
+                // An idle proxy's redaction cache, and the heap pages its requests left free,
+                // go back to the kernel (RSS after a 10-minute soak and 1 MB bodies: 46 MiB
+                // held while idle, against 23 MiB at start).
+                if egress_proxy.as_ref().is_some_and(|p| p.release_idle_memory()) {
+                    clawgate_vault::hardening::release_free_memory();
+                }
             }
             Some(what) = next_listener_end(&mut listeners) => {
                 tracing::error!(listener = what, "A listener stopped serving before shutdown; stopping so systemd starts the daemon again.");
