@@ -3,9 +3,9 @@
 //! The body is redacted in place rather than re-serialised from a parsed tree: one pass
 //! (`json.rs`) validates the whole document, finds every JSON string (object keys included) and
 //! where `model`, `stream` and `stream_options` are; then every string is decoded, passed
-//! through the redactor, and re-encoded only if the redactor changed it. Everything else keeps its exact bytes, so key order, number
-//! spelling and whitespace survive, and a body with no secret is forwarded byte for byte (which
-//! also keeps provider prompt caches warm).
+//! through the redactor, and re-encoded only if the redactor changed it. Everything else keeps
+//! its exact bytes, so key order, number spelling and whitespace survive, and a body with no
+//! secret is forwarded byte for byte (which also keeps provider prompt caches warm).
 
 use std::borrow::Cow;
 use std::io::Read;
