@@ -269,10 +269,9 @@ fn operator_form(bytes: &[u8], op: usize, key_start: usize) -> bool {
 pub(crate) fn names_secret(name: &[u8]) -> bool {
     !names_an_identifier(name)
         && !names_public(name)
-        && CONTEXT.iter().any(|w| {
-            name.windows(w.len())
-                .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
-        })
+        && CONTEXT
+            .iter()
+            .any(|w| crate::contains_ignore_ascii_case(name, w.as_bytes()))
 }
 
 /// Key bytes after the context keyword: `secret` in `secret_key_id` may end 32 bytes before the
@@ -287,18 +286,15 @@ fn names_an_identifier(key: &[u8]) -> bool {
         && key[n - 2..].eq_ignore_ascii_case(b"id")
         && (matches!(key[n - 3], b'_' | b'-' | b'.')
             || key[n - 2] == b'I' && key[n - 3].is_ascii_lowercase());
-    id_suffix && !key.windows(7).any(|w| w.eq_ignore_ascii_case(b"session"))
+    id_suffix && !crate::contains_ignore_ascii_case(key, b"session")
 }
 
 /// A key naming something public (`STRIPE_PUBLISHABLE_KEY`, `public_key`, `NEXT_PUBLIC_…`,
 /// `pubkey256`).
 fn names_public(key: &[u8]) -> bool {
-    key.windows(6).any(|w| w.eq_ignore_ascii_case(b"public"))
-        || key.windows(6).any(|w| w.eq_ignore_ascii_case(b"pubkey"))
-        || key.windows(3).any(|w| w.eq_ignore_ascii_case(b"gpg"))
-        || key
-            .windows(11)
-            .any(|w| w.eq_ignore_ascii_case(b"fingerprint"))
+    [&b"public"[..], b"pubkey", b"gpg", b"fingerprint"]
+        .iter()
+        .any(|w| crate::contains_ignore_ascii_case(key, w))
 }
 
 /// The `X` of `name: X` on the line before the key starting at `key_start` (a Kubernetes env

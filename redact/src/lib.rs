@@ -642,6 +642,13 @@ fn splice(text: &str, findings: &[Finding], replacements: &[Box<str>]) -> String
     out
 }
 
+/// Whether `word` occurs in `hay`, ASCII letters in either case (`DB_Password` holds `passw`).
+#[inline]
+pub(crate) fn contains_ignore_ascii_case(hay: &[u8], word: &[u8]) -> bool {
+    hay.windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
 /// Characters that never start or continue a token we would redact; used to trim spans.
 #[inline(always)]
 pub(crate) fn is_token_byte(b: u8) -> bool {

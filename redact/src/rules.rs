@@ -479,18 +479,20 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
         && (c.quoted || !declared_type(v, c.following, after_colon(c)))
 }
 
+/// The part of the match before the value (the key and operator of an assignment; the value
+/// is a slice of the match).
+fn before_value<'a>(c: &Candidate<'a>) -> &'a [u8] {
+    let offset = (c.value.as_ptr() as usize).saturating_sub(c.matched.as_ptr() as usize);
+    c.matched.get(..offset).unwrap_or_default()
+}
+
 /// Whether the value follows a `:` (a field declaration `password: SafeString,` may name a
 /// type; after `=`, as in `Password=QmwwoTxQFAohUZHGeG;` of a connection string, it does not).
 fn after_colon(c: &Candidate<'_>) -> bool {
-    let offset = (c.value.as_ptr() as usize).saturating_sub(c.matched.as_ptr() as usize);
-    c.matched
-        .get(..offset)
-        .and_then(|before| {
-            before
-                .iter()
-                .rev()
-                .find(|b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'`'))
-        })
+    before_value(c)
+        .iter()
+        .rev()
+        .find(|b| !b.is_ascii_whitespace() && !matches!(b, b'"' | b'\'' | b'`'))
         .is_some_and(|b| *b == b':')
 }
 
@@ -756,11 +758,16 @@ macro_rules! cli_value {
 /// The `value` attribute after the one naming a password or secret, its value of at least `$min`
 /// bytes the rule's group (quoted as XML quotes it, JSON-escaped quotes too).
 macro_rules! xml_value_attribute {
-    (4) => {
-        r#"[ \t]+value[ \t]*=[ \t]*(?:\\"([^"\\\r\n]{4,})\\"|"([^"\r\n]{4,})"|'([^'\r\n]{4,})')"#
-    };
-    (8) => {
-        r#"[ \t]+value[ \t]*=[ \t]*(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})')"#
+    ($min:literal) => {
+        concat!(
+            r#"[ \t]+value[ \t]*=[ \t]*(?:\\"([^"\\\r\n]{"#,
+            $min,
+            r#",})\\"|"([^"\r\n]{"#,
+            $min,
+            r#",})"|'([^'\r\n]{"#,
+            $min,
+            r#",})')"#
+        )
     };
 }
 
@@ -847,9 +854,7 @@ const SET_BY_COMMAND: &str = concat!(
 
 /// The name a command sets ([`SET_BY_COMMAND`]): the word before the value.
 fn name_set_by_command<'a>(c: &Candidate<'a>) -> &'a [u8] {
-    let offset = (c.value.as_ptr() as usize).saturating_sub(c.matched.as_ptr() as usize);
-    let before = c.matched.get(..offset).unwrap_or_default();
-    let mut words = before.split(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\''));
+    let mut words = before_value(c).split(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\''));
     words
         .rfind(|w| !w.is_empty() && !w.starts_with(b"-"))
         .unwrap_or_default()
@@ -857,10 +862,9 @@ fn name_set_by_command<'a>(c: &Candidate<'a>) -> &'a [u8] {
 
 /// A name with a password word (`DB_PASSWORD`, `smtp_passwd`).
 fn names_password(name: &[u8]) -> bool {
-    ["passw", "pwd", "passphrase"].iter().any(|w| {
-        name.windows(w.len())
-            .any(|x| x.eq_ignore_ascii_case(w.as_bytes()))
-    })
+    ["passw", "pwd", "passphrase"]
+        .iter()
+        .any(|w| crate::contains_ignore_ascii_case(name, w.as_bytes()))
 }
 
 /// A command sets a password (`setx DB_PASSWORD …`): any password, as after `password=` (not a
