@@ -244,14 +244,16 @@ impl EntropyDetector {
     }
 }
 
-/// `>`, `|` and a space assign only in their own forms: an XML element (`<apiKey>…`: the key
-/// opens the tag), a table row (`| API_KEY | … |`: the key fills the cell before) and a long
-/// flag (`--api-key …`: the key is the whole flag, [`flag_name_end`]). Elsewhere they are
-/// arrows, comparisons, redirections, pipes and words.
+/// `>`, `|`, a tab and a space assign only in their own forms: an XML element (`<apiKey>…`: the
+/// key opens the tag), a table row (`| API_KEY | … |`: the key fills the cell before), a
+/// tab-separated row (`API_TOKEN<TAB>…`: the key starts the line) and a long flag (`--api-key
+/// …`: the key is the whole flag, [`flag_name_end`]). Elsewhere they are arrows, comparisons,
+/// redirections, pipes, indentation and words.
 fn operator_form(bytes: &[u8], op: usize, key_start: usize) -> bool {
     match bytes[op] {
         b' ' => bytes[key_start..].starts_with(b"--") && flag_name_end(bytes, key_start).is_some(),
         b'>' => key_start > 0 && bytes[key_start - 1] == b'<',
+        b'\t' => key_start == 0 || bytes[key_start - 1] == b'\n',
         // Spaced like a table (`| KEY | …`), unlike a closure's parameters (`|secret| …`).
         b'|' => {
             let mut i = key_start;
@@ -372,11 +374,11 @@ fn is_key_byte(b: u8) -> bool {
 }
 
 impl Detector for EntropyDetector {
-    /// Every `:`, `=`, `>` and `|` (found eight bytes at a time) is a possible assignment; the
-    /// cheap test (a value of at least `MIN_LEN` token bytes starting with a letter or digit)
-    /// runs first, then the key before it must name a secret (`>` and `|` only in their forms,
-    /// `operator_form`). This finds exactly the values a scan for the context keywords
-    /// followed by an assignment would, without a pass over every byte.
+    /// Every `:`, `=`, `>` and `|` (found eight bytes at a time) and every tab after a key is a
+    /// possible assignment; the cheap test (a value of at least `MIN_LEN` token bytes starting
+    /// with a letter or digit) runs first, then the key before it must name a secret (`>`, `|`
+    /// and tab only in their forms, `operator_form`). This finds exactly the values a scan for
+    /// the context keywords followed by an assignment would, without a pass over every byte.
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
         crate::scan::for_each_byte_in(bytes, [b':', b'=', b'>', b'|'], |op| {
@@ -385,6 +387,17 @@ impl Detector for EntropyDetector {
                 self.candidate(bytes, op, from, out);
             }
         });
+        // A tab-separated row, `API_TOKEN<TAB>…` (a pass of its own: most texts have few tabs,
+        // and a fifth byte in the search above cost more than this pass). A tab assigns only
+        // after a key: indentation, most tabs, starts a line or follows another tab.
+        for op in memchr::memchr_iter(b'\t', bytes) {
+            if op.checked_sub(1).is_some_and(|k| !matches!(bytes[k], b'\t' | b'\n')) {
+                let from = value_start(bytes, op);
+                if long_value_at(bytes, from) {
+                    self.candidate(bytes, op, from, out);
+                }
+            }
+        }
         // A command-line flag and its value: `--client-secret …` (the space assigns).
         for dashes in memchr::memmem::find_iter(bytes, b"--") {
             if let Some(space) = flag_name_end(bytes, dashes) {
@@ -630,6 +643,7 @@ mod tests {
                 _ if bytes.get(i) == Some(&b'=') => i += 1,
                 _ if bytes.get(i) == Some(&b'>') && in_tag => i += 1,
                 _ if bytes.get(i) == Some(&b'|') && in_cell && bytes[i - 1] == b' ' => i += 1,
+                _ if bytes.get(i) == Some(&b'\t') && (r == 0 || bytes[r - 1] == b'\n') => i += 1,
                 _ => return None,
             }
             while i < bytes.len() && matches!(bytes[i], b' ' | b'"' | b'\'' | b'\t' | b'`' | b'\\')

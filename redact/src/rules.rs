@@ -852,6 +852,54 @@ const SET_BY_COMMAND: &str = concat!(
     cli_value!()
 );
 
+/// What reads a named value and prints it on the next line: `echo $NAME`, `printenv NAME`,
+/// `ENV["NAME"]` (Ruby), `getenv("NAME")`, `cat …/name`. (Not Python's `os.environ[…]`: the
+/// word is in most Python files, and the anchored tries at each cost 2.5% on clean text.)
+/// (Each keyword starts the pattern, so it is tried anchored at each hit.)
+const PRINT_KEYWORDS: &[&str] = &[
+    "echo ",
+    "echo\t",
+    "printenv ",
+    "printenv\t",
+    "env[",
+    "getenv(",
+    "cat ",
+    "cat\t",
+];
+
+/// A command or expression reading a name, the end of its line, then the value printed alone
+/// on the next line (a REPL's `=> ` and quotes around it allowed): the rules' group.
+const PRINTED: &str = concat!(
+    r#"(?:\becho[ \t]+["']?\$\{?|\bprintenv[ \t]+|\b(?i:env)\[[ \t]*\\?["']|\bgetenv\([ \t]*\\?["']|\bcat[ \t]+[^\s;|&<>]{0,120}/)"#,
+    r#"[A-Za-z_][A-Za-z0-9_.\-]{0,63}(?:\\?["'])?[\])}]?[ \t]*(?:\r?\n|\\n)"#,
+    r#"(?:=>[ \t]*)?(?:\\?["'])?([^\s"'`\\]{8,256})(?:\\?["'])?[ \t]*(?:\r?\n|\\[nr]|$)"#,
+);
+
+/// The name read by a command ([`PRINTED`]): the last word of its line (`SECRET_KEY_BASE` of
+/// `ENV["SECRET_KEY_BASE"]`, `token` of `cat ~/.secrets/token`).
+fn printed_name<'a>(c: &Candidate<'a>) -> &'a [u8] {
+    let before = before_value(c);
+    let line_end = before
+        .iter()
+        .position(|b| *b == b'\n' || *b == b'\\')
+        .unwrap_or(before.len());
+    before[..line_end]
+        .split(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+        .rfind(|w| !w.is_empty())
+        .unwrap_or_default()
+}
+
+/// A password printed by the command before it (`$ echo $DB_PASSWORD`): as after `password=`.
+fn password_printed(c: &Candidate<'_>) -> bool {
+    names_password(printed_name(c)) && prose_password(c)
+}
+
+/// Another secret printed by the command before it: random enough, 16 bytes or more.
+fn secret_printed(c: &Candidate<'_>) -> bool {
+    let name = printed_name(c);
+    !names_password(name) && secret_value_named(name, c.value)
+}
+
 /// The name a command sets ([`SET_BY_COMMAND`]): the word before the value.
 fn name_set_by_command<'a>(c: &Candidate<'a>) -> &'a [u8] {
     let mut words = before_value(c).split(|b| b.is_ascii_whitespace() || matches!(b, b'"' | b'\''));
@@ -877,11 +925,24 @@ fn password_named_by_command(c: &Candidate<'_>) -> bool {
 /// entropy detector's, 16 bytes or more.
 fn secret_named_by_command(c: &Candidate<'_>) -> bool {
     let name = name_set_by_command(c);
-    !names_password(name)
-        && crate::entropy::names_secret(name)
-        && c.value.len() >= 16
-        && c.value.iter().all(|&b| crate::is_token_byte(b))
-        && crate::entropy::random_enough(c.value)
+    !names_password(name) && secret_value_named(name, c.value)
+}
+
+/// `value` is the secret `name` names: the name names a secret, the value is 16 token bytes or
+/// more, random enough to be one; under a name with `secret` in it, as after `secret=` (eight
+/// bytes or more, a digit or symbol).
+fn secret_value_named(name: &[u8], value: &[u8]) -> bool {
+    let random = value.len() >= 16
+        && value.iter().all(|&b| crate::is_token_byte(b))
+        && crate::entropy::random_enough(value);
+    let as_after_secret = crate::contains_ignore_ascii_case(name, b"secret")
+        && value.len() >= 8
+        && value.iter().any(|b| {
+            b.is_ascii_digit() || (b.is_ascii_punctuation() && !matches!(b, b'-' | b'_' | b'.'))
+        })
+        && !is_placeholder(value)
+        && !is_reference(value);
+    crate::entropy::names_secret(name) && (random || as_after_secret)
 }
 
 /// A setter's value (`os.Setenv("API_TOKEN", "…")`): its first argument names a secret (not
@@ -903,6 +964,32 @@ fn token_argument(c: &Candidate<'_>) -> bool {
 }
 
 /// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
+/// The password of a URL: as [`basic_password`]; one with a `/` must not start with a port
+/// (`host:8080/path@…` is an address whose path holds an `@`).
+fn url_password(c: &Candidate<'_>) -> bool {
+    let port_then_path = c
+        .value
+        .iter()
+        .position(|b| *b == b'/')
+        .is_some_and(|slash| c.value[..slash].iter().all(u8::is_ascii_digit));
+    !port_then_path && basic_password(c)
+}
+
+/// A password given with its user (`login admin / …`): as [`basic_password`], with both cases
+/// and a digit or symbol, and no file name (`creds: gcp:Service.json`).
+fn paired_password(c: &Candidate<'_>) -> bool {
+    let v = c.value;
+    let upper = v.iter().any(u8::is_ascii_uppercase);
+    let lower = v.iter().any(u8::is_ascii_lowercase);
+    let other = v
+        .iter()
+        .any(|b| b.is_ascii_digit() || b.is_ascii_punctuation());
+    let file_name = v.iter().rposition(|b| *b == b'.').is_some_and(|dot| {
+        (2..=4).contains(&(v.len() - dot - 1)) && v[dot + 1..].iter().all(u8::is_ascii_lowercase)
+    });
+    upper && lower && other && !file_name && basic_password(c)
+}
+
 fn basic_password(c: &Candidate<'_>) -> bool {
     c.value.len() >= 4
         && !is_reference(c.value)
@@ -1241,12 +1328,15 @@ pub fn default_rules() -> Vec<RuleSpec> {
             2,
             4_000,
         ),
+        // `scheme://user:password@host`. A password may hold a `/` that was never
+        // percent-encoded (`mysql://root:6VVp…/7eys@db`, as SQLAlchemy and libpq read it); a
+        // port before a path that holds an `@` (`http://host:8080/users/@me`) is none.
         RuleSpec {
-            accept: Some(basic_password),
+            accept: Some(url_password),
             ..rule(
                 "url-credentials",
                 &["://"],
-                r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{0,}:([^\s@/"'<>]{1,})@"#,
+                r#"[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@"'<>]{0,}:([^\s@/"'<>]{1,}(?:/[^\s@/"'<>]+){0,8})@"#,
                 24,
                 400,
             )
@@ -1379,6 +1469,42 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 8,
                 300,
             )
+        },
+        // `~/.pgpass`: `host:port:database:user:password`, a line of its own (the port
+        // PostgreSQL's, or `*` for any).
+        RuleSpec {
+            accept: Some(basic_password),
+            ..rule(
+                "password-assignment",
+                &[":5432:", ":*:"],
+                r#"(?m)(?:^|\\n|[ \t"'])[A-Za-z0-9.*_\-]{1,253}:(?:5432|\*):[^:\s"'\\]{1,63}:[^:\s"'\\]{1,63}:([^\s"'\\]{4,128})(?:[ \t\r]*$|\\n|["'])"#,
+                260,
+                260,
+            )
+        },
+        // A user and password given together after `credentials`, `creds` or `login`:
+        // `credentials: admin:…`, `login admin / …`. A value of both cases and a digit or
+        // symbol only (`creds: aws:us-east-1`, `login user / register` are none).
+        RuleSpec {
+            accept: Some(paired_password),
+            ..rule(
+                "password-assignment",
+                &["credentials", "creds", "login"],
+                r#"(?i)\b(?:credentials|creds|login)\b[ \t]*[:=]?[ \t]*[`"']?[A-Za-z0-9._@\-]{1,64}(?:[ \t]+/[ \t]+|:)([^\s`"':/]{8,128})(?:[\s`"',;)]|$)"#,
+                2,
+                220,
+            )
+        },
+        // A value printed alone on the line after the command or expression that read it:
+        // `$ echo $DB_PASSWORD`, `printenv API_TOKEN`, `irb> ENV["SECRET_KEY_BASE"]`,
+        // `$ cat ~/.secrets/token`. The name read decides, as for a command that sets one.
+        RuleSpec {
+            accept: Some(password_printed),
+            ..rule("password-assignment", PRINT_KEYWORDS, PRINTED, 2, 500)
+        },
+        RuleSpec {
+            accept: Some(secret_printed),
+            ..rule("secret-assignment", PRINT_KEYWORDS, PRINTED, 2, 500)
         },
         // `.netrc`: `machine host login user password …`, on one line or several.
         RuleSpec {

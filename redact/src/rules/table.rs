@@ -240,9 +240,66 @@ fn cells(bytes: &[u8], line: &Range<usize>) -> Option<Vec<Range<usize>>> {
     )
 }
 
+/// A tab-separated row whose first field is a key naming a secret (`DB_PASSWORD<TAB>…`, as
+/// `printenv | column`, spreadsheets and `aws configure list`-like tools print them), `hit`
+/// in that key: its value, the second field, judged as a table cell beside its key. Where the
+/// row ends, when it is one.
+fn tab_separated(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> Option<usize> {
+    // The key starts its line (at most 64 bytes before the hit) and runs to a tab.
+    let floor = hit.saturating_sub(64);
+    let mut start = hit;
+    while start > floor && is_key_byte(bytes[start - 1]) {
+        start -= 1;
+    }
+    if start > 0 && bytes[start - 1] != b'\n' {
+        return None;
+    }
+    let mut key_end = hit;
+    while key_end < bytes.len() && key_end - start < 64 && is_key_byte(bytes[key_end]) {
+        key_end += 1;
+    }
+    if bytes.get(key_end) != Some(&b'\t') {
+        return None;
+    }
+    let mut from = key_end;
+    while bytes.get(from) == Some(&b'\t') {
+        from += 1;
+    }
+    let mut to = from;
+    while to < bytes.len() && to - from <= 256 && !matches!(bytes[to], b'\t' | b'\n' | b'\r') {
+        to += 1;
+    }
+    let kind = kind_of(&bytes[start..key_end])?;
+    let (mut a, mut z) = (from, to);
+    while z > a && bytes[z - 1] == b' ' {
+        z -= 1;
+    }
+    if z - a >= 2 && matches!(bytes[a], b'"' | b'\'') && bytes[z - 1] == bytes[a] {
+        a += 1;
+        z -= 1;
+    }
+    if accepts(kind, &bytes[a..z]) {
+        out.push(Finding {
+            start: a,
+            end: z,
+            rule: kind.rule().into(),
+            detector: DetectorKind::Rule,
+            secret: None,
+        });
+    }
+    Some(to)
+}
+
+fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
 /// The findings of the table around the line holding `hit`, if that line is a table row;
 /// returns where the table ends (hits before it are done).
 pub(super) fn find(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> usize {
+    if let Some(end) = tab_separated(bytes, hit, out) {
+        return end;
+    }
     // Most hits are in code or prose: in a table the keyword is in a cell, a `|` shortly before
     // it on its line (searched back to a newline, at most 64 bytes: a longer cell is prose).
     let from = hit.saturating_sub(64);
@@ -373,6 +430,16 @@ mod tests {
                 &[],
             ),
             ("| Password | Notes |\n|---|---|\n", &[]),
+            // Tab-separated rows: the key first on its line, its value the next field.
+            (
+                "DB_PASSWORD\tPizD#bX1rpXj\nCLIENT_SECRET\t\tJ1mvMGsJ6VewYY2lAbfiCq4SLwkHw8W8\tuser\n",
+                &["J1mvMGsJ6VewYY2lAbfiCq4SLwkHw8W8", "PizD#bX1rpXj"],
+            ),
+            // Not a key at the start of its line, a secret not random, a sentence, a file.
+            (
+                "x DB_PASSWORD\tPizD#bX1rpXj\nCLIENT_SECRET\tshort-one\npassword\tThe one you chose\nPASSWORD_FILE\t/run/pw\n",
+                &[],
+            ),
             // Not a table: the keyword in prose, a pipe elsewhere on the line, a union type.
             (r#"  "ca" | "key" | "passphrase" | "servername">"#, &[]),
             (
