@@ -391,7 +391,10 @@ impl Detector for EntropyDetector {
         // and a fifth byte in the search above cost more than this pass). A tab assigns only
         // after a key: indentation, most tabs, starts a line or follows another tab.
         for op in memchr::memchr_iter(b'\t', bytes) {
-            if op.checked_sub(1).is_some_and(|k| !matches!(bytes[k], b'\t' | b'\n')) {
+            if op
+                .checked_sub(1)
+                .is_some_and(|k| !matches!(bytes[k], b'\t' | b'\n'))
+            {
                 let from = value_start(bytes, op);
                 if long_value_at(bytes, from) {
                     self.candidate(bytes, op, from, out);

@@ -1155,9 +1155,10 @@ pub fn default_rules() -> Vec<RuleSpec> {
                 "gloas-",
                 "gr1348941",
             ],
-            r"\b((?:glpat|gldt|glrt|glptt|glsoat|glcbt|glffct|glimt|glagent|gloas)-[A-Za-z0-9_\-]{20,64}|GR1348941[A-Za-z0-9_\-]{20,64})",
+            // (Newer tokens carry a `.01.` version and a checksum after the random part.)
+            r"\b((?:glpat|gldt|glrt|glptt|glsoat|glcbt|glffct|glimt|glagent|gloas)-[A-Za-z0-9_\-]{20,64}(?:\.[0-9a-z]{2}\.[0-9A-Za-z]{6,12}\b)?|GR1348941[A-Za-z0-9_\-]{20,64})",
             2,
-            72,
+            90,
         ),
         rule(
             "slack-token",
@@ -1279,6 +1280,39 @@ pub fn default_rules() -> Vec<RuleSpec> {
             r"\b(ya29\.[0-9A-Za-z_\-]{20,})",
             2,
             400,
+        ),
+        // A Google OAuth refresh token (`1//0…`, as `gcloud` and the OAuth playground print
+        // them).
+        rule(
+            "google-oauth-token",
+            &["1//0"],
+            r"(?:^|[^A-Za-z0-9_/:.\-])(1//0[A-Za-z0-9_\-]{40,512})",
+            2,
+            530,
+        ),
+        // A Google OAuth client secret.
+        rule(
+            "google-oauth-client-secret",
+            &["gocspx-"],
+            r"\b(GOCSPX-[A-Za-z0-9_\-]{28})(?:[^A-Za-z0-9_\-]|$)",
+            2,
+            40,
+        ),
+        // Temporary AWS credentials' session token (STS): its first bytes are always the same.
+        rule(
+            "aws-session-token",
+            &["iqojb3jpz2lux2vj", "fwogzxivyxdze"],
+            r"((?:IQoJb3JpZ2luX2Vj|FwoGZXIvYXdzE)[A-Za-z0-9+/]{100,4096}={0,2})",
+            2,
+            4_200,
+        ),
+        // A Discord webhook URL: anyone holding it can post to the channel.
+        rule(
+            "discord-webhook",
+            &["discord.com/api/webhooks/", "discordapp.com/api/webhooks/"],
+            r"(https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{17,20}/[A-Za-z0-9_\-]{60,80})",
+            40,
+            200,
         ),
         rule(
             "telegram-bot-token",

@@ -248,8 +248,14 @@ t = r5(24, A) + "/" + r5(15, A); case("url password holding a slash", f'DATABASE
 t = r5(40); case("token printed by a ruby repl", f'irb> ENV["SECRET_KEY_BASE"]\n=> "{t}"\nirb> exit', [t], "secret-assignment", ["irb> exit"])
 t = r5(40); case("token printed by cat", f"$ cat ~/.secrets/token\n{t}\n$ ls", [t], "secret-assignment", ["$ ls"])
 p1 = pw5(); case("password printed by echo", f"$ echo $DB_PASSWORD\n{p1}\n$ psql -h db", [p1], "password-assignment", ["$ psql -h db"])
+t = "GOCSPX-" + r5(28, A + "-_"); case("google oauth client secret", f'{{"web": {{"client_id": "1234-abc.apps.googleusercontent.com", "client_secret": "{t}"}}}}', [t], "google-oauth-client-secret", ["apps.googleusercontent.com"])
+t = "1//0" + r5(100, A + "-_"); case("google oauth refresh token", f"Refresh token: {t}\nAccess token expires in 3599 seconds", [t], "google-oauth-token", ["Access token expires in 3599 seconds"])
+t = "IQoJb3JpZ2luX2Vj" + r5(400, A + "+/") + "="; case("aws session token", f"$ aws sts get-session-token\n{{\"Credentials\": {{\"SessionToken\": \"{t}\", \"Expiration\": \"2026-11-24T12:00:00Z\"}}}}", [t], "aws-session-token", ["Expiration"])
+t = f"https://discord.com/api/webhooks/{rng5.randint(10**17, 10**18)}/" + r5(68, A + "-_"); case("discord webhook", f"curl -X POST -H 'Content-Type: application/json' -d '{{\"content\": \"deploy done\"}}' {t}", [t], "discord-webhook", ["deploy done"])
+t = "glpat-" + r5(36, A + "-_") + ".01." + r5(9, A); case("gitlab token with a version and checksum", f"Your new token: {t} (expires 2027-01-01)", [t], "gitlab-token", ["(expires 2027-01-01)"])
 negatives += [
     ("colon lines, logins and tabs that hold no password", "localhost:5432:*:*:${PGPASSWORD}\nlisten 0.0.0.0:5432:tcp\ncredentials: aws:us-east-1\ncreds: gcp:Service.json\nlogin user / register\nlogin: https://example.com/login\nPASSWORD_FILE\t/run/secrets/pw\nAPI_TOKEN_ID\t5f2b8c1e-0d3a-4b7e-9c6f-1a2b3c4d5e6f\nuser\tpassword\n\tpassword := os.Getenv(\"PW\")\nhttp://localhost:8080/users/@me/settings\nhttps://example.com:443/a/b@c\n"),
+    ("google ids, divisions and webhook docs", "client_id: 1234-abc.apps.googleusercontent.com\nx = 1//0\nprint(7//0)\nGOCSPX-\nhttps://discord.com/api/webhooks/{webhook.id}/{webhook.token}\nhttps://discord.com/developers/docs/resources/webhook\nSessionToken: ${AWS_SESSION_TOKEN}\n"),
     ("values read and printed that are no secrets", 'irb> ENV["HOME"]\n=> "/root"\nirb> ENV["API_TOKEN_URL"]\n=> "https://auth.example.com/token"\n$ echo $SECRET_NAME\nprod-db-credentials\n$ cat ~/.ssh/id_ed25519.pub\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ci@host\n$ cat /etc/hostname\nbuild-runner-0a1b2c3d4e5f6a7b\n$ echo $TOKEN_COUNT\n12345678\n$ git rev-parse HEAD\n9f86d081884c7d659a2feaa0c55ad015a3bf4f1b\n'),
 ]
 
