@@ -975,7 +975,7 @@ fn url_password(c: &Candidate<'_>) -> bool {
     !port_then_path && basic_password(c)
 }
 
-/// A password given with its user (`login admin / …`): as [`basic_password`], with both cases
+/// A password given with its user (`login admin / …`)/// A password given with its user (`login admin / …`): as [`basic_password`], with both cases
 /// and a digit or symbol, and no file name (`creds: gcp:Service.json`).
 fn paired_password(c: &Candidate<'_>) -> bool {
     let v = c.value;
@@ -1539,6 +1539,17 @@ pub fn default_rules() -> Vec<RuleSpec> {
         RuleSpec {
             accept: Some(secret_printed),
             ..rule("secret-assignment", PRINT_KEYWORDS, PRINTED, 2, 500)
+        },
+        // Redis's `requirepass …` and `masterauth …` (redis.conf, `CONFIG SET requirepass …`).
+        RuleSpec {
+            accept: Some(basic_password),
+            ..rule(
+                "password-assignment",
+                &["requirepass", "masterauth"],
+                r#"(?i)\b(?:requirepass|masterauth)[ \t]+["']?([^\s"']{4,128})"#,
+                2,
+                150,
+            )
         },
         // `.netrc`: `machine host login user password …`, on one line or several.
         RuleSpec {
