@@ -454,10 +454,13 @@ fn code_like(v: &[u8], quoted: bool) -> bool {
     snake || camel
 }
 
-/// An absolute path (`PWD=/home/agent/project`, `password_file=/run/secrets/db`).
+/// A path: absolute with two or more parts (`PWD=/home/agent/project`,
+/// `password_file=/run/secrets/db`), or relative to the home or working directory
+/// (`~/.pgpass`, `./deploy.sh`).
 fn path_like(v: &[u8]) -> bool {
-    (v.starts_with(b"/") || v.starts_with(b"~/") || v.starts_with(b"./"))
-        && v.iter().filter(|b| **b == b'/').count() >= 2
+    let relative = v.starts_with(b"~/") || v.starts_with(b"./") || v.starts_with(b"../");
+    let slashes = v.iter().filter(|b| **b == b'/').count();
+    (relative || v.starts_with(b"/") && slashes >= 2)
         && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'))
 }
@@ -853,9 +856,9 @@ const SET_BY_COMMAND: &str = concat!(
 );
 
 /// What reads a named value and prints it on the next line: `echo $NAME`, `printenv NAME`,
-/// `ENV["NAME"]` (Ruby), `getenv("NAME")`, `cat …/name`. (Not Python's `os.environ[…]`: the
-/// word is in most Python files, and the anchored tries at each cost 2.5% on clean text.)
-/// (Each keyword starts the pattern, so it is tried anchored at each hit.)
+/// `ENV["NAME"]` (Ruby), `getenv("NAME")`, `cat …/name`. Each keyword starts the pattern, so
+/// the pattern is tried anchored at each hit. (Not Python's `os.environ[…]`: the word is in
+/// most Python files, and the tries at each cost 2.5 % of the time on clean text.)
 const PRINT_KEYWORDS: &[&str] = &[
     "echo ",
     "echo\t",
@@ -897,7 +900,7 @@ fn password_printed(c: &Candidate<'_>) -> bool {
 /// Another secret printed by the command before it: random enough, 16 bytes or more.
 fn secret_printed(c: &Candidate<'_>) -> bool {
     let name = printed_name(c);
-    !names_password(name) && secret_value_named(name, c.value)
+    !names_password(name) && secret_value_named(c, name)
 }
 
 /// The name a command sets ([`SET_BY_COMMAND`]): the word before the value.
@@ -925,23 +928,19 @@ fn password_named_by_command(c: &Candidate<'_>) -> bool {
 /// entropy detector's, 16 bytes or more.
 fn secret_named_by_command(c: &Candidate<'_>) -> bool {
     let name = name_set_by_command(c);
-    !names_password(name) && secret_value_named(name, c.value)
+    !names_password(name) && secret_value_named(c, name)
 }
 
-/// `value` is the secret `name` names: the name names a secret, the value is 16 token bytes or
-/// more, random enough to be one; under a name with `secret` in it, as after `secret=` (eight
-/// bytes or more, a digit or symbol).
-fn secret_value_named(name: &[u8], value: &[u8]) -> bool {
+/// The candidate's value is the secret `name` names: the name names a secret, the value is 16
+/// token bytes or more, random enough to be one; under a name with `secret` in it, any value
+/// `secret=` would take ([`secret_value`]: not a path, code or reference, nor under a name
+/// such as `SECRET_PATH`).
+fn secret_value_named(c: &Candidate<'_>, name: &[u8]) -> bool {
+    let value = c.value;
     let random = value.len() >= 16
         && value.iter().all(|&b| crate::is_token_byte(b))
         && crate::entropy::random_enough(value);
-    let as_after_secret = crate::contains_ignore_ascii_case(name, b"secret")
-        && value.len() >= 8
-        && value.iter().any(|b| {
-            b.is_ascii_digit() || (b.is_ascii_punctuation() && !matches!(b, b'-' | b'_' | b'.'))
-        })
-        && !is_placeholder(value)
-        && !is_reference(value);
+    let as_after_secret = crate::contains_ignore_ascii_case(name, b"secret") && secret_value(c);
     crate::entropy::names_secret(name) && (random || as_after_secret)
 }
 
@@ -963,7 +962,6 @@ fn token_argument(c: &Candidate<'_>) -> bool {
         && crate::entropy::random_enough(c.value)
 }
 
-/// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
 /// The password of a URL: as [`basic_password`]; one with a `/` must not start with a port
 /// (`host:8080/path@…` is an address whose path holds an `@`).
 fn url_password(c: &Candidate<'_>) -> bool {
@@ -975,7 +973,7 @@ fn url_password(c: &Candidate<'_>) -> bool {
     !port_then_path && basic_password(c)
 }
 
-/// A password given with its user (`login admin / …`)/// A password given with its user (`login admin / …`): as [`basic_password`], with both cases
+/// A password given with its user (`login admin / …`): as [`basic_password`], with both cases
 /// and a digit or symbol, and no file name (`creds: gcp:Service.json`).
 fn paired_password(c: &Candidate<'_>) -> bool {
     let v = c.value;
@@ -990,6 +988,7 @@ fn paired_password(c: &Candidate<'_>) -> bool {
     upper && lower && other && !file_name && basic_password(c)
 }
 
+/// A user's password in `curl -u user:password`, `auth=("user", "password")`, `BasicAuth(…)`.
 fn basic_password(c: &Candidate<'_>) -> bool {
     c.value.len() >= 4
         && !is_reference(c.value)

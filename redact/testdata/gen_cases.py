@@ -236,7 +236,9 @@ negatives += [
 ]
 
 # Session 11: .pgpass lines, users and passwords given together, tab-separated rows, URLs whose
-# password holds an unencoded `/`.
+# password holds an unencoded `/`, values printed after the command that read them, Google OAuth
+# client secrets and refresh tokens, AWS session tokens, Discord webhooks, GitLab tokens with a
+# checksum, Redis requirepass.
 rng5 = random.Random(5005)
 def r5(n, alphabet=A): return "".join(rng5.choice(alphabet) for _ in range(n))
 def pw5(): return r5(4) + rng5.choice("!#%-_") + r5(7)
@@ -257,8 +259,9 @@ p1 = pw5(); case("redis requirepass", f"# redis.conf\nbind 127.0.0.1\nrequirepas
 negatives += [
     ("colon lines, logins and tabs that hold no password", "localhost:5432:*:*:${PGPASSWORD}\nlisten 0.0.0.0:5432:tcp\ncredentials: aws:us-east-1\ncreds: gcp:Service.json\nlogin user / register\nlogin: https://example.com/login\nPASSWORD_FILE\t/run/secrets/pw\nAPI_TOKEN_ID\t5f2b8c1e-0d3a-4b7e-9c6f-1a2b3c4d5e6f\nuser\tpassword\n\tpassword := os.Getenv(\"PW\")\nhttp://localhost:8080/users/@me/settings\nhttps://example.com:443/a/b@c\n"),
     ("short values under credential names that are none", 'api_key = "YOUR_API_KEY"\napi_key: "test_key_123"\nprivate_key: "id_rsa.pem"\naccess_token = "Bearer"\napi_key=getApiKey()\nencryption_key: "AES256GCM"\nauth_token: "{{ token }}"\nsigning_key: RS256\nmaster_key: config/master.key\napi_key: Settings.ApiKey2\nrequirepass ${REDIS_PASSWORD}\nrequirepass\n'),
+    ("relative paths after password and secret keys", "password=./pw.txt\nDB_PASSWORD=../secrets/db_pw\nCLIENT_SECRET=./client_secret.json\nsecret_file: ~/.config/app/secret\n"),
     ("google ids, divisions and webhook docs", "client_id: 1234-abc.apps.googleusercontent.com\nx = 1//0\nprint(7//0)\nGOCSPX-\nhttps://discord.com/api/webhooks/{webhook.id}/{webhook.token}\nhttps://discord.com/developers/docs/resources/webhook\nSessionToken: ${AWS_SESSION_TOKEN}\n"),
-    ("values read and printed that are no secrets", 'irb> ENV["HOME"]\n=> "/root"\nirb> ENV["API_TOKEN_URL"]\n=> "https://auth.example.com/token"\n$ echo $SECRET_NAME\nprod-db-credentials\n$ cat ~/.ssh/id_ed25519.pub\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ci@host\n$ cat /etc/hostname\nbuild-runner-0a1b2c3d4e5f6a7b\n$ echo $TOKEN_COUNT\n12345678\n$ git rev-parse HEAD\n9f86d081884c7d659a2feaa0c55ad015a3bf4f1b\n'),
+    ("values read and printed that are no secrets", 'irb> ENV["HOME"]\n=> "/root"\nirb> ENV["API_TOKEN_URL"]\n=> "https://auth.example.com/token"\n$ echo $SECRET_NAME\nprod-db-credentials\n$ echo $SECRET_PATH\n/var/lib/app/secret-2\n$ echo $CLIENT_SECRET\n./deploy.sh\n$ cat ~/.ssh/id_ed25519.pub\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ci@host\n$ cat /etc/hostname\nbuild-runner-0a1b2c3d4e5f6a7b\n$ echo $TOKEN_COUNT\n12345678\n$ git rev-parse HEAD\n9f86d081884c7d659a2feaa0c55ad015a3bf4f1b\n'),
 ]
 
 def q(s): return json.dumps(s)  # TOML basic strings accept JSON escapes for these inputs
