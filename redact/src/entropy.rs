@@ -369,7 +369,8 @@ fn before_type_annotation(bytes: &[u8], k: usize) -> Option<usize> {
     })
 }
 
-fn is_key_byte(b: u8) -> bool {
+/// A byte of a key's name (`client_secret`, `api-key`, `smtp.password`).
+pub(crate) fn is_key_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
@@ -382,10 +383,7 @@ impl Detector for EntropyDetector {
     fn find(&self, text: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
         crate::scan::for_each_byte_in(bytes, [b':', b'=', b'>', b'|'], |op| {
-            let from = value_start(bytes, op);
-            if long_value_at(bytes, from) {
-                self.candidate(bytes, op, from, out);
-            }
+            self.operator(bytes, op, out);
         });
         // A tab-separated row, `API_TOKEN<TAB>…` (a pass of its own: most texts have few tabs,
         // and a fifth byte in the search above cost more than this pass). A tab assigns only
@@ -395,10 +393,7 @@ impl Detector for EntropyDetector {
                 .checked_sub(1)
                 .is_some_and(|k| !matches!(bytes[k], b'\t' | b'\n'))
             {
-                let from = value_start(bytes, op);
-                if long_value_at(bytes, from) {
-                    self.candidate(bytes, op, from, out);
-                }
+                self.operator(bytes, op, out);
             }
         }
         // A command-line flag and its value: `--client-secret …` (the space assigns).
@@ -443,6 +438,15 @@ fn long_value_at(bytes: &[u8], from: usize) -> bool {
 }
 
 impl EntropyDetector {
+    /// The possible assignment at `op`: the cheap test of the value's length first.
+    #[inline(always)]
+    fn operator(&self, bytes: &[u8], op: usize, out: &mut Vec<Finding>) {
+        let from = value_start(bytes, op);
+        if long_value_at(bytes, from) {
+            self.candidate(bytes, op, from, out);
+        }
+    }
+
     /// The value at `from`, assigned by the operator at `op`, is long enough: check the key, then
     /// the value.
     #[inline(never)]

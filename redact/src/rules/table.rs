@@ -248,14 +248,17 @@ fn tab_separated(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> Option<usi
     // The key starts its line (at most 64 bytes before the hit) and runs to a tab.
     let floor = hit.saturating_sub(64);
     let mut start = hit;
-    while start > floor && is_key_byte(bytes[start - 1]) {
+    while start > floor && crate::entropy::is_key_byte(bytes[start - 1]) {
         start -= 1;
     }
     if start > 0 && bytes[start - 1] != b'\n' {
         return None;
     }
     let mut key_end = hit;
-    while key_end < bytes.len() && key_end - start < 64 && is_key_byte(bytes[key_end]) {
+    while key_end < bytes.len()
+        && key_end - start < 64
+        && crate::entropy::is_key_byte(bytes[key_end])
+    {
         key_end += 1;
     }
     if bytes.get(key_end) != Some(&b'\t') {
@@ -278,20 +281,21 @@ fn tab_separated(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> Option<usi
         a += 1;
         z -= 1;
     }
-    if accepts(kind, &bytes[a..z]) {
+    push_if_secret(bytes, kind, &(a..z), out);
+    Some(to)
+}
+
+/// A finding for the cell or field `r` under (or beside) a `kind` key, if [`accepts`] takes it.
+fn push_if_secret(bytes: &[u8], kind: Kind, r: &Range<usize>, out: &mut Vec<Finding>) {
+    if accepts(kind, &bytes[r.clone()]) {
         out.push(Finding {
-            start: a,
-            end: z,
+            start: r.start,
+            end: r.end,
             rule: kind.rule().into(),
             detector: DetectorKind::Rule,
             secret: None,
         });
     }
-    Some(to)
-}
-
-fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
 /// The findings of the table around the line holding `hit`, if that line is a table row;
@@ -345,17 +349,6 @@ pub(super) fn find(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> usize {
                 .collect()
         })
         .unwrap_or_default();
-    let mut push = |kind: Kind, r: &Range<usize>| {
-        if accepts(kind, &bytes[r.clone()]) {
-            out.push(Finding {
-                start: r.start,
-                end: r.end,
-                rule: kind.rule().into(),
-                detector: DetectorKind::Rule,
-                secret: None,
-            });
-        }
-    };
     for (i, row) in rows.iter().enumerate() {
         let Some(cells) = row else { continue };
         if Some(i) == header {
@@ -364,13 +357,13 @@ pub(super) fn find(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> usize {
         // Under a secret column.
         for &(c, kind) in &columns {
             if let Some(r) = cells.get(c) {
-                push(kind, r);
+                push_if_secret(bytes, kind, r, out);
             }
         }
         // Beside a key naming a secret: `| DB_PASSWORD | … |`.
         for pair in cells.windows(2) {
             if let Some(kind) = kind_of(&bytes[pair[0].clone()]) {
-                push(kind, &pair[1]);
+                push_if_secret(bytes, kind, &pair[1], out);
             }
         }
     }
