@@ -12,6 +12,7 @@ use regex_syntax::hir::{Class, Hir, HirKind, literal};
 
 use crate::{Detector, DetectorKind, Error, Finding};
 
+mod prefixed;
 mod table;
 
 /// Keywords that, on a table row, start the search for secrets in the table ([`table`]).
@@ -1072,8 +1073,16 @@ fn inside_placeholder(bytes: &[u8], at: usize) -> bool {
     }
 }
 
-/// The default rule set.
+/// The default rule set. The tokens whose prefix names their service come first: where another
+/// rule finds the same span (`password=dckr_pat_…`), the earlier rule names the finding.
 pub fn default_rules() -> Vec<RuleSpec> {
+    let mut rules = prefixed::rules();
+    rules.extend(format_and_assignment_rules());
+    rules
+}
+
+/// The credential formats of the issue's list, then assignments, flags and tables.
+fn format_and_assignment_rules() -> Vec<RuleSpec> {
     vec![
         rule(
             "aws-access-key-id",
@@ -1194,6 +1203,19 @@ pub fn default_rules() -> Vec<RuleSpec> {
             28,
             28,
         ),
+        // An `sk-` key of the older or OpenAI-compatible kind without the marker: 48 characters
+        // (OpenAI before the marker), 32 hex (DeepSeek), others between. After the marked form,
+        // which names the span when both find it.
+        RuleSpec {
+            accept: Some(prefixed::random_body),
+            ..rule(
+                "openai-compatible-api-key",
+                &["sk-"],
+                r"\b(sk-[A-Za-z0-9]{32,64})\b",
+                2,
+                72,
+            )
+        },
         rule(
             "anthropic-api-key",
             &["sk-ant-"],
@@ -1215,6 +1237,20 @@ pub fn default_rules() -> Vec<RuleSpec> {
             2,
             100,
         ),
+        // An Azure AD (Entra ID) application's client secret: three characters, a digit and
+        // `Q~`, then 31 to 34 more.
+        RuleSpec {
+            accept: Some(prefixed::random_body),
+            ..rule(
+                "azure-ad-client-secret",
+                &[
+                    "0q~", "1q~", "2q~", "3q~", "4q~", "5q~", "6q~", "7q~", "8q~", "9q~",
+                ],
+                r"(?:^|[^A-Za-z0-9_~.\-])([A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34})(?:[^A-Za-z0-9_~.\-]|$)",
+                6,
+                40,
+            )
+        },
         rule(
             "sendgrid-api-key",
             &["sg."],

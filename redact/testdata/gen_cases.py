@@ -264,6 +264,72 @@ negatives += [
     ("values read and printed that are no secrets", 'irb> ENV["HOME"]\n=> "/root"\nirb> ENV["API_TOKEN_URL"]\n=> "https://auth.example.com/token"\n$ echo $SECRET_NAME\nprod-db-credentials\n$ echo $SECRET_PATH\n/var/lib/app/secret-2\n$ echo $CLIENT_SECRET\n./deploy.sh\n$ cat ~/.ssh/id_ed25519.pub\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ci@host\n$ cat /etc/hostname\nbuild-runner-0a1b2c3d4e5f6a7b\n$ echo $TOKEN_COUNT\n12345678\n$ git rev-parse HEAD\n9f86d081884c7d659a2feaa0c55ad015a3bf4f1b\n'),
 ]
 
+# Session 12: tokens whose prefix names their service, in prose and under names that say nothing
+# (LLM providers first), `sk-` keys without OpenAI's marker, Azure AD client secrets.
+rng6 = random.Random(6006)
+def r6(n, alphabet=A): return "".join(rng6.choice(alphabet) for _ in range(n))
+def hex6(n): return r6(n, "0123456789abcdef")
+B32 = "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L"
+prefixed = [
+    ("openrouter-api-key", lambda: "sk-or-v1-" + hex6(64)),
+    ("groq-api-key", lambda: "gsk_" + r6(52)),
+    ("xai-api-key", lambda: "xai-" + r6(80)),
+    ("perplexity-api-key", lambda: "pplx-" + r6(48)),
+    ("replicate-api-token", lambda: "r8_" + r6(37)),
+    ("fireworks-api-key", lambda: "fw_" + r6(24)),
+    ("cerebras-api-key", lambda: "csk-" + r6(48, string.ascii_lowercase + string.digits)),
+    ("nvidia-api-key", lambda: "nvapi-" + r6(64, A + "-_")),
+    ("langsmith-api-key", lambda: "lsv2_pt_" + hex6(32) + "_" + hex6(10)),
+    ("langfuse-secret-key", lambda: f"sk-lf-{hex6(8)}-{hex6(4)}-{hex6(4)}-{hex6(4)}-{hex6(12)}"),
+    ("together-api-key", lambda: "tgp_v1_" + r6(43, A + "-_") + "Q"),
+    ("pinecone-api-key", lambda: "pcsk_" + r6(6) + "_" + r6(64)),
+    ("tavily-api-key", lambda: "tvly-dev-" + r6(32)),
+    ("firecrawl-api-key", lambda: "fc-" + hex6(32)),
+    ("e2b-api-key", lambda: "e2b_" + hex6(40)),
+    ("browserbase-api-key", lambda: "bb_live_" + r6(27, A + "-_") + "x"),
+    ("docker-hub-token", lambda: "dckr_pat_" + r6(26, A + "-_") + "Z"),
+    ("digitalocean-token", lambda: "dop_v1_" + hex6(64)),
+    ("heroku-api-key", lambda: "HRKU-" + r6(59, A + "-_") + "a"),
+    ("flyio-token", lambda: "FlyV1 fm2_" + r6(300, A + "+/")),
+    ("netlify-token", lambda: "nfp_" + r6(36)),
+    ("terraform-cloud-token", lambda: r6(14) + ".atlasv1." + r6(66)),
+    ("hashicorp-vault-token", lambda: "hvs.CAESI" + r6(90, A + "_")),
+    ("doppler-token", lambda: "dp.st.prd." + r6(43)),
+    ("onepassword-service-token", lambda: "ops_eyJ" + r6(400, A + "+/")),
+    ("jfrog-api-key", lambda: "AKCp" + r6(69)),
+    ("rubygems-api-key", lambda: "rubygems_" + hex6(48)),
+    ("age-secret-key", lambda: "AGE-SECRET-KEY-1" + r6(58, B32)),
+    ("sentry-token", lambda: "sntryu_" + hex6(64)),
+    ("grafana-token", lambda: "glsa_" + r6(32) + "_" + hex6(8)),
+    ("new-relic-key", lambda: "NRAK-" + r6(27, string.ascii_uppercase + string.digits)),
+    ("postman-api-key", lambda: "PMAK-" + hex6(24) + "-" + hex6(34)),
+    ("posthog-personal-key", lambda: "phx_" + r6(47)),
+    ("supabase-key", lambda: "sbp_" + hex6(40)),
+    ("planetscale-token", lambda: "pscale_tkn_" + r6(43, A + "_")),
+    ("atlassian-api-token", lambda: "ATATT3xFfGF0" + r6(170, A + "-_") + "=" + r6(8, "0123456789ABCDEF")),
+    ("linear-api-key", lambda: "lin_api_" + r6(40)),
+    ("notion-token", lambda: "ntn_" + r6(46)),
+    ("figma-token", lambda: "figd_" + r6(39, A + "-_") + "k"),
+    ("shopify-token", lambda: "shpat_" + hex6(32)),
+    ("square-token", lambda: "sq0atp-" + r6(22, A + "-_")),
+    ("mapbox-secret-token", lambda: "sk.eyJ1Ijoi" + r6(40) + "." + r6(22)),
+    ("openai-compatible-api-key", lambda: "sk-" + r6(48)),
+    ("openai-compatible-api-key", lambda: "sk-" + hex6(32)),
+    ("azure-ad-client-secret", lambda: r6(3) + "8Q~" + r6(34, A + "_~.-")),
+]
+contexts = [
+    lambda t: (f"I found this in the worker's log: {t} - is that one still live?", "is that one still live?"),
+    lambda t: (f"export SERVICE_CONFIG={t}\nexport REGION=eu-west-1", "export REGION=eu-west-1"),
+    lambda t: (f'{{"role": "user", "content": "use {t} for the deploy"}}', "for the deploy"),
+]
+for i, (rule, make) in enumerate(prefixed):
+    t = make()
+    text, keep = contexts[i % len(contexts)](t)
+    case(f"{rule} ({['prose', 'unnamed variable', 'chat json'][i % len(contexts)]})", text, [t], rule, [keep])
+negatives += [
+    ("words and stand-ins that start like service tokens", "task-runner and disk-usage-report-for-the-main-volume\n.sk-fading-circle .sk-cube-grid\nOPENAI_API_KEY=sk-...\nsk-1234567890abcdef1234567890abcdef\nsk-abcdefghijklmnopqrstuvwxyz123456\nfw_update_firmware_for_device_2024\nhvs.config_backup_2024_01_01_final\nsb_secret_key_for_testing_only_2024\ndckr_pat_your_personal_token_2024x\ngsk_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nlin_api_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\nrubygems_000000000000000000000000000000000000000000000000\nAGE-SECRET-KEY-1...\nthe sq0atp- prefix marks a Square access token\n"),
+]
+
 def q(s): return json.dumps(s)  # TOML basic strings accept JSON escapes for these inputs
 with open("cases.toml", "w") as f:
     f.write("# Generated by gen_cases.py (seed 1337): planted secrets and hard negatives.\n\n")
