@@ -138,7 +138,7 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     (
         "flyio-token",
         &["fo1_", "flyv1 fm"],
-        r"\b(fo1_[A-Za-z0-9_\-]{43}|FlyV1 fm[12][ar]?_[A-Za-z0-9+/=_,\-]{50,2000})(?:[^A-Za-z0-9_\-]|$)",
+        r"\b(fo1_[A-Za-z0-9_\-]{43}|FlyV1 fm[12][ar]?_[A-Za-z0-9+/=_,\-]{50,})(?:[^A-Za-z0-9_\-]|$)",
         2_020,
     ),
     (
@@ -156,7 +156,7 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     (
         "hashicorp-vault-token",
         &["hvs.", "hvb."],
-        r"\b(hv[sb]\.[A-Za-z0-9_\-]{90,400})(?:[^A-Za-z0-9_\-]|$)",
+        r"\b(hv[sb]\.[A-Za-z0-9_\-]{90,})(?:[^A-Za-z0-9_\-]|$)",
         410,
     ),
     (
@@ -169,7 +169,7 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     (
         "onepassword-service-token",
         &["ops_eyj"],
-        r"\b(ops_eyJ[A-Za-z0-9+/=_\-]{100,2000})",
+        r"\b(ops_eyJ[A-Za-z0-9+/=_\-]{100,})",
         2_010,
     ),
     (
@@ -194,13 +194,13 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     (
         "sentry-token",
         &["sntry"],
-        r"\b(sntryu_[0-9a-f]{64}|sntrys_eyJ[A-Za-z0-9+/=_\-]{60,400})",
+        r"\b(sntryu_[0-9a-f]{64}|sntrys_eyJ[A-Za-z0-9+/=_\-]{60,})",
         410,
     ),
     (
         "grafana-token",
         &["glsa_", "glc_"],
-        r"\b(glsa_[A-Za-z0-9]{32}_[0-9a-f]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2})",
+        r"\b(glsa_[A-Za-z0-9]{32}_[0-9a-f]{8}|glc_[A-Za-z0-9+/]{32,}={0,2})",
         410,
     ),
     ("new-relic-key", &["nrak-"], r"\b(NRAK-[A-Z0-9]{27})\b", 36),
@@ -231,7 +231,7 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     (
         "atlassian-api-token",
         &["atatt3"],
-        r"\b(ATATT3[A-Za-z0-9_\-=]{150,250})(?:[^A-Za-z0-9_\-=]|$)",
+        r"\b(ATATT3[A-Za-z0-9_\-=]{150,})(?:[^A-Za-z0-9_\-=]|$)",
         260,
     ),
     (
@@ -267,7 +267,7 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     (
         "mapbox-secret-token",
         &["sk.eyj"],
-        r"\b(sk\.eyJ[A-Za-z0-9_\-]{10,200}\.[A-Za-z0-9_\-]{20,})",
+        r"\b(sk\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{20,})",
         300,
     ),
 ];
