@@ -742,6 +742,14 @@ fn prose_secret(c: &Candidate<'_>) -> bool {
     c.value.len() >= 8 && prose_password(c)
 }
 
+/// Between a key and its value: a closing quote or bracket, a type (`: &str`, Go's `string`),
+/// then the operator (`=`, `:`, `:=`, `=>`).
+macro_rules! key_operator {
+    () => {
+        r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string)|[ \t]+string)?[ \t]*(?::=|=>|[:=])"#
+    };
+}
+
 /// The value assigned to a password key (the assignment rules' groups, 4 bytes or more):
 /// JSON-escaped, double, single or back quoted, or unquoted up to a separator, where JSON
 /// escapes other than `\n`, `\r`, `\t`, `\"` and `\\` may stand inside.
@@ -844,15 +852,23 @@ fn named_password_flag(c: &Candidate<'_>) -> bool {
 }
 
 /// The commands of [`SET_BY_COMMAND`].
-const COMMAND_KEYWORDS: &[&str] = &["setx", "env ", "configure set", "config set", "secret set"];
+const COMMAND_KEYWORDS: &[&str] = &[
+    "setx",
+    "env ",
+    "configure set",
+    "config set",
+    "secret set",
+    "secrets set",
+];
 
 /// A command, the name it sets and, after a space, the value (the rules' groups).
 const SET_BY_COMMAND: &str = concat!(
     r#"(?:(?m:^)[ \t]*ENV|"#,
     cli_start!(),
-    r#"(?:(?i:setx)|aws[ \t]+configure[ \t]+set|gh[ \t]+secret[ \t]+set|(?:npm|yarn|pnpm)[ \t]+config[ \t]+set))"#,
-    // (npm's names are registry paths: `//registry.npmjs.org/:_authToken`.)
-    r#"[ \t]+[A-Za-z_/][A-Za-z0-9_.:/@\-]{0,127}[ \t]+(?:(?:--body|-b)[ \t]+)?"#,
+    r#"(?:(?i:setx)|aws[ \t]+configure[ \t]+set|gh[ \t]+secret[ \t]+set|(?:npm|yarn|pnpm|wp)[ \t]+config[ \t]+set|dotnet[ \t]+user-secrets[ \t]+set))"#,
+    // (npm's names are registry paths: `//registry.npmjs.org/:_authToken`; .NET's may be
+    // quoted, `"Jwt:Secret"`.)
+    r#"[ \t]+["']?[A-Za-z_/][A-Za-z0-9_.:/@\-]{0,127}["']?[ \t]+(?:(?:--body|-b)[ \t]+)?"#,
     cli_value!()
 );
 
@@ -941,8 +957,20 @@ fn secret_value_named(c: &Candidate<'_>, name: &[u8]) -> bool {
     let random = value.len() >= 16
         && value.iter().all(|&b| crate::is_token_byte(b))
         && crate::entropy::random_enough(value);
-    let as_after_secret = crate::contains_ignore_ascii_case(name, b"secret") && secret_value(c);
+    let as_after_secret =
+        crate::contains_ignore_ascii_case(name, b"secret") && secret_value(&from_name(c, name));
     crate::entropy::names_secret(name) && (random || as_after_secret)
+}
+
+/// The candidate as if its match started at `name` (a slice of the match): what comes before
+/// the name, a command such as `dotnet user-secrets set`, is no part of the key `secret_value`
+/// reads.
+fn from_name<'a>(c: &Candidate<'a>, name: &'a [u8]) -> Candidate<'a> {
+    let offset = (name.as_ptr() as usize).wrapping_sub(c.matched.as_ptr() as usize);
+    match c.matched.get(offset..) {
+        Some(matched) if offset <= c.matched.len() => Candidate { matched, ..*c },
+        _ => *c,
+    }
 }
 
 /// A setter's value (`os.Setenv("API_TOKEN", "…")`): its first argument names a secret (not
@@ -1452,6 +1480,20 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 400,
             )
         },
+        // A password passed by position after a user, both literals: `smtp.login("alerts@…",
+        // "…")`, `ftp.login("deploy", "…")`, `DriverManager.getConnection(url, "admin", "…")`,
+        // `new PasswordAuthentication("admin", "…".toCharArray())`. No space in it: two strings
+        // with spaces are words (`login("Sign in", "Welcome back")`).
+        RuleSpec {
+            accept: Some(basic_password),
+            ..rule(
+                "password-assignment",
+                &["login(", "getconnection(", "passwordauthentication("],
+                r#"(?i)\b(?:login|getConnection|PasswordAuthentication)\(\s*(?:(?:[A-Za-z_][A-Za-z0-9_.]{0,64}|\\?"[^"\r\n]{1,300}\\?")\s*,\s*)?\\?["'][^"'\r\n\\]{1,64}\\?["']\s*,\s*\\?["']([^"'\s\\]{1,})\\?["']"#,
+                2,
+                520,
+            )
+        },
         // `password = "…"`, `DB_PASSWORD: …`, `--password=…`, `"password", "…"` (setenv), with
         // an optional type (`: &str =`) and JSON-escaped quotes (`\"password\": \"…\"`).
         RuleSpec {
@@ -1463,7 +1505,7 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                     // `DB_PASS=…`, `smtp-pass: …`: `pass` as the last word of a key (not
                     // `bypass`, `compass` or `_passenger`).
                     r#"(?i)(?:(?:password|passwd|passphrase|pwd)[A-Za-z0-9_\-]{0,24}|[_\-]pass\b)"#,
-                    r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
+                    key_operator!(),
                     // A YAML block scalar (`password: >-`): the value on the next line.
                     r#"[ \t]*(?:[|>][-+]?[ \t]*(?:\r?\n|\\n)[ \t]+)?"#,
                     r#"(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
@@ -1501,15 +1543,16 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 200,
             )
         },
-        // A password or token piped into a login: `echo "…" | docker login -u ci
-        // --password-stdin`, `echo … | gh auth login --with-token`.
+        // A password or token piped into a login or a secret store: `echo "…" | docker login
+        // -u ci --password-stdin`, `echo … | gh auth login --with-token`, `echo "…" | docker
+        // secret create db_password -`.
         cli_rule(
-            &["--password", "--with-token"],
+            &["--password", "--with-token", "secret create"],
             concat!(
                 cli_start!(),
                 r#"(?:echo|printf)[ \t]+(?:-n[ \t]+|'%s'[ \t]+|"%s"[ \t]+)?"#,
                 cli_value!(),
-                r#"[ \t]*\|[^\n|;&]{0,120}?--(?:password-stdin|with-token)\b"#
+                r#"[ \t]*\|[^\n|;&]{0,120}?(?:--(?:password-stdin|with-token)\b|\b(?:docker|podman)[ \t]+secret[ \t]+create\b)"#
             ),
             200,
             40,
@@ -1517,7 +1560,8 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
         // A command that sets a named value, the name then the value after a space: `setx
         // API_TOKEN …` (Windows), `ENV DB_PASSWORD …` (a Dockerfile), `aws configure set
         // aws_secret_access_key …`, `gh secret set API_KEY --body …`, `npm config set
-        // //registry.npmjs.org/:_authToken …`. The name decides: one naming a password takes
+        // //registry.npmjs.org/:_authToken …`, `wp config set DB_PASSWORD …`, `dotnet
+        // user-secrets set "Jwt:Secret" …`. The name decides: one naming a password takes
         // any password, one naming another secret a random value.
         RuleSpec {
             accept: Some(password_named_by_command),
@@ -1525,7 +1569,8 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 "password-assignment",
                 COMMAND_KEYWORDS,
                 SET_BY_COMMAND,
-                8,
+                // (`dotnet user-` before `secrets set`.)
+                16,
                 300,
             )
         },
@@ -1535,7 +1580,8 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 "secret-assignment",
                 COMMAND_KEYWORDS,
                 SET_BY_COMMAND,
-                8,
+                // (`dotnet user-` before `secrets set`.)
+                16,
                 300,
             )
         },
@@ -1738,9 +1784,7 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 "ldapsearch",
                 "ldapmodify",
                 "ldapadd",
-                "mongosh",
-                "mongodump",
-                "mongorestore",
+                "mongo",
             ],
             concat!(
                 // sshpass's own options come before the command it runs (`sshpass -e ssh
@@ -1756,7 +1800,7 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 r#"|ldap(?:search|modify|add)\b"#,
                 cli_gap!(),
                 r#"[ \t]-w[ \t]+"#,
-                r#"|mongo(?:sh|dump|restore)\b"#,
+                r#"|mongo(?:sh|dump|restore)?\b"#,
                 cli_gap!(),
                 r#"[ \t]-p[ \t]+)"#,
                 cli_value!()
@@ -1786,11 +1830,30 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
             &["keytool", "openssl"],
             concat!(
                 r#"[ \t](?:-(?:src|dest)?(?:storepass|keypass)[ \t]+"#,
-                r#"|-pass(?:in|out)?[ \t]+pass:)"#,
+                r#"|-pass(?:in|out)?[ \t]+pass:|-k[ \t]+)"#,
                 cli_value!()
             ),
             2,
             600,
+        ),
+        // Archive passwords: `zip -P …` and `unzip -P …` (a space), `7z a -p…` and `rar a -p…`
+        // (no space: `-p` alone prompts).
+        cli_rule(
+            // (Not `7z` alone: random tokens hold it.)
+            &[
+                "zip -", "7z a ", "7z e ", "7z x ", "7za ", "7zr ", "rar a", "rar e", "rar x",
+            ],
+            concat!(
+                cli_start!(),
+                r#"(?:(?:un)?zip\b"#,
+                cli_gap!(),
+                r#"[ \t]-P[ \t]+|(?:7z[ar]?|(?:un)?rar)\b"#,
+                cli_gap!(),
+                r#"[ \t]-p)"#,
+                cli_value!()
+            ),
+            4,
+            400,
         ),
         // Windows and Linux account passwords: `net user deploy … /add`, `echo "deploy:…" |
         // chpasswd`, PowerShell's `ConvertTo-SecureString "…" -AsPlainText`.
@@ -1932,7 +1995,7 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 &["secret"],
                 concat!(
                     r#"(?i)secret[A-Za-z0-9_\-]{0,24}"#,
-                    r#"(?:\\?["'`])?\]?(?:[ \t]*:[ \t]*&?(?:'static[ \t]+)?(?:str|string))?[ \t]*(?::=|=>|[:=])"#,
+                    key_operator!(),
                     r#"[ \t]*(?:(?:String::from|SecretStr|SecretString::new|SecretString::from|Secret::new|Some)\()?"#,
                     r#"(?:\\"([^"\\\r\n]{8,})\\"|"([^"\r\n]{8,})"|'([^'\r\n]{8,})'|`([^`\r\n]{8,})`|((?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])(?:[^\s"'`,;\\]|\\[^nrt"\\]){6,}(?:[^\s"'`,;)}\]\\]|\\[^nrt"\\])))"#,
                 ),
