@@ -1836,6 +1836,24 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
             2,
             600,
         ),
+        // Oracle's `user/password@db`: in a thin JDBC URL and on the command lines of its tools
+        // (`sqlplus scott/…@//db:1521/orcl`, `expdp system/… directory=…`).
+        cli_rule(
+            &[
+                "jdbc:oracle:",
+                "sqlplus",
+                "rman target",
+                "expdp",
+                "impdp",
+                "sqlldr",
+            ],
+            concat!(
+                r#"(?i:jdbc:oracle:(?:thin|oci):|(?:sqlplus|rman[ \t]+target[ \t]*=?|expdp|impdp|sqlldr(?:[ \t]+userid=)?)(?:[ \t]+-[a-zA-Z]+)*[ \t]+)"#,
+                r#"["']?[A-Za-z][A-Za-z0-9_$#]{0,29}/([^\s@/"']{1,128})(?:@|\s|["']|$)"#
+            ),
+            2,
+            200,
+        ),
         // Archive passwords: `zip -P …` and `unzip -P …` (a space), `7z a -p…` and `rar a -p…`
         // (no space: `-p` alone prompts).
         cli_rule(

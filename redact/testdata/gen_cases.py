@@ -345,7 +345,10 @@ p1 = pw6(); case("secret piped into docker secret create", f'echo "{p1}" | docke
 p1 = pw6(); case("go typed password var", f'var dbPassword string = "{p1}"', [p1], "password-assignment", ["var dbPassword string = "])
 p1 = pw6(); case("wp config set password", f"wp config set DB_PASSWORD {p1} --type=constant", [p1], "password-assignment", ["--type=constant"])
 p1 = pw6(); case("dotnet user secret", f'dotnet user-secrets set "Jwt:Secret" "{p1}"', [p1], "secret-assignment", ['dotnet user-secrets set "Jwt:Secret" "'])
+p1 = pw6(); case("oracle thin jdbc url", f"jdbc:oracle:thin:scott/{p1}@db.internal:1521:ORCL", [p1], "cli-password", ["@db.internal:1521:ORCL"])
+p1 = pw6(); case("sqlplus login", f"sqlplus -s system/{p1}@//db.internal:1521/orclpdb @report.sql", [p1], "cli-password", ["@//db.internal:1521/orclpdb @report.sql"])
 negatives += [
+    ("oracle logins without a password", "sqlplus / as sysdba\nsqlplus -s /nolog\nrman target /\nexpdp system/${ORACLE_PW} directory=dp\njdbc:oracle:thin:@db:1521:ORCL\nthe performance of the german chairman\n"),
     ("login calls, archives and shells without a password", 'i18n.login("Sign in", "Welcome back")\nclient.login(username, password)\nlogin("user", "password")\nlogin("admin", "${ADMIN_PW}")\nlibrary rarely temporary rar archives\ngzip -9 file\nunzip -o file.zip\nzip -r out.zip dir\n7z x archive.7z\ndocker run --name mongo -p 27017:27017 -d mongo:latest\nmongo --host db -u admin -p\nopenssl req -new -key key.pem -out csr.pem\necho "$DB_PW" | docker secret create db_password -\nvar dbPasswordLength string = "min16"\nwp config set WP_DEBUG true --raw\ndotnet user-secrets set "Logging:Level" "Debug"\n'),
 ]
 
