@@ -1670,7 +1670,8 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
         // A token or key given to a setter by name: `os.Setenv("API_TOKEN", "…")`,
         // `define('AUTH_KEY', '…')`, `System.setProperty("api.key", "…")`,
         // `[Environment]::SetEnvironmentVariable("API_TOKEN", "…", "User")`,
-        // `os.environ.setdefault("API_KEY", "…")`. Anchored on the setters (a name's own
+        // `os.environ.setdefault("API_KEY", "…")`, `conf.set("fs.s3a.secret.key", "…")`,
+        // `localStorage.setItem("access_token", "…")`. Anchored on the setters (a name's own
         // words, `token` and `key`, are everywhere in code), and only a random value is one.
         RuleSpec {
             accept: Some(token_argument),
@@ -1682,8 +1683,10 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                     "define(",
                     "environmentvariable(",
                     "setdefault(",
+                    "set(",
+                    "setitem(",
                 ],
-                r#"(?i)(?:setenv|setproperty|define|environmentvariable|setdefault)\(\s*\\?["'][A-Za-z0-9_.\-]{1,64}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{16,512})\\"|"([^"\r\n]{16,512})"|'([^'\r\n]{16,512})')"#,
+                r#"(?i)(?:setenv|setproperty|define|environmentvariable|setdefault|set|setitem)\(\s*\\?["'][A-Za-z0-9_.\-]{1,64}\\?["']\s*,\s*(?:\\"([^"\\\r\n]{16,512})\\"|"([^"\r\n]{16,512})"|'([^'\r\n]{16,512})')"#,
                 20,
                 620,
             )

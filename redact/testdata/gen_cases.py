@@ -347,7 +347,10 @@ p1 = pw6(); case("wp config set password", f"wp config set DB_PASSWORD {p1} --ty
 p1 = pw6(); case("dotnet user secret", f'dotnet user-secrets set "Jwt:Secret" "{p1}"', [p1], "secret-assignment", ['dotnet user-secrets set "Jwt:Secret" "'])
 p1 = pw6(); case("oracle thin jdbc url", f"jdbc:oracle:thin:scott/{p1}@db.internal:1521:ORCL", [p1], "cli-password", ["@db.internal:1521:ORCL"])
 p1 = pw6(); case("sqlplus login", f"sqlplus -s system/{p1}@//db.internal:1521/orclpdb @report.sql", [p1], "cli-password", ["@//db.internal:1521/orclpdb @report.sql"])
+t = r6(40); case("secret given to a config setter", f'spark.conf.set("spark.hadoop.fs.s3a.secret.key", "{t}")', [t], "secret-assignment", ["spark.hadoop.fs.s3a.secret.key"])
+t = r6(36); case("token stored with setItem", f'localStorage.setItem("access_token", "{t}");', [t], "secret-assignment", ['localStorage.setItem("access_token", "'])
 negatives += [
+    ("setters that hold no secret", 'cache.set("token", token)\nheaders.set("Authorization", "Bearer " + token)\nmap.set("api_key_id", "5f2b8c1e-0d3a-4b7e-9c6f-1a2b3c4d5e6f")\nlocalStorage.setItem("theme", "dark-high-contrast-v2")\nconf.set("spark.sql.shuffle.partitions", "200")\nparams.set("secret_name", "prod/db-credentials")\n'),
     ("oracle logins without a password", "sqlplus / as sysdba\nsqlplus -s /nolog\nrman target /\nexpdp system/${ORACLE_PW} directory=dp\njdbc:oracle:thin:@db:1521:ORCL\nthe performance of the german chairman\n"),
     ("login calls, archives and shells without a password", 'i18n.login("Sign in", "Welcome back")\nclient.login(username, password)\nlogin("user", "password")\nlogin("admin", "${ADMIN_PW}")\nlibrary rarely temporary rar archives\ngzip -9 file\nunzip -o file.zip\nzip -r out.zip dir\n7z x archive.7z\ndocker run --name mongo -p 27017:27017 -d mongo:latest\nmongo --host db -u admin -p\nopenssl req -new -key key.pem -out csr.pem\necho "$DB_PW" | docker secret create db_password -\nvar dbPasswordLength string = "min16"\nwp config set WP_DEBUG true --raw\ndotnet user-secrets set "Logging:Level" "Debug"\n'),
 ]
