@@ -968,8 +968,8 @@ fn secret_value_named(c: &Candidate<'_>, name: &[u8]) -> bool {
 fn from_name<'a>(c: &Candidate<'a>, name: &'a [u8]) -> Candidate<'a> {
     let offset = (name.as_ptr() as usize).wrapping_sub(c.matched.as_ptr() as usize);
     match c.matched.get(offset..) {
-        Some(matched) if offset <= c.matched.len() => Candidate { matched, ..*c },
-        _ => *c,
+        Some(matched) => Candidate { matched, ..*c },
+        None => *c,
     }
 }
 

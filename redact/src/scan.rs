@@ -396,7 +396,7 @@ struct Group {
     prev: u64,
 }
 
-/// A byte's bit in a [`Group`]'s `next` set: its folded value's low six bits (bytes that
+/// A byte's bit in a [`Group`]'s `next` and `prev` sets: its folded value's low six bits (bytes that
 /// compare equal ignoring ASCII case get the same bit; others may share one, which only costs
 /// a compare). No byte (the text ends): every bit.
 #[inline(always)]
@@ -552,7 +552,9 @@ impl KeywordSet {
             if self.bitmap[slot >> 6] & (1 << (slot & 63)) != 0 {
                 let at = 2 * i;
                 // Most probes end here: no keyword on this bigram has the bytes around it.
-                let group = self.group(slot);
+                let Some(group) = self.group(slot) else {
+                    continue;
+                };
                 if group.next & byte_bit(hay.get(at + 2)) != 0
                     || group.prev & at.checked_sub(1).map_or(0, |p| byte_bit(Some(&hay[p]))) != 0
                 {
@@ -564,22 +566,26 @@ impl KeywordSet {
         // may end there).
         if let [last] = pairs.remainder() {
             let slot = bigram(*last, 0);
-            if self.bitmap[slot >> 6] & (1 << (slot & 63)) != 0 {
-                self.confirm(hay, hay.len() - 1, self.group(slot), &mut hit);
+            if self.bitmap[slot >> 6] & (1 << (slot & 63)) != 0
+                && let Some(group) = self.group(slot)
+            {
+                self.confirm(hay, hay.len() - 1, group, &mut hit);
             }
         }
     }
 
-    /// The keywords anchored on the bigram `slot`, which is in the bitmap.
+    /// The keywords anchored on the bigram `slot` (every bigram in the bitmap has them).
     #[inline(always)]
-    fn group(&self, slot: usize) -> &Group {
+    fn group(&self, slot: usize) -> Option<&Group> {
         let mut i = self.index_slot(slot);
         loop {
             let (key, group) = self.index[i];
             if key == slot as u32 + 1 {
-                return &self.groups[group as usize];
+                return self.groups.get(group as usize);
             }
-            // (Every bitmap bit has its entry, so the probe ends before an empty one.)
+            if key == 0 {
+                return None;
+            }
             i = (i + 1) & (self.index.len() - 1);
         }
     }

@@ -300,7 +300,7 @@ fn made_of_words(v: &[u8]) -> bool {
 fn counts_up(v: &[u8]) -> bool {
     let mut run = 1;
     for pair in v.windows(2) {
-        let next = pair[1] == pair[0] + 1 || (pair[0] == b'9' && pair[1] == b'0');
+        let next = pair[1] == pair[0].wrapping_add(1) || (pair[0] == b'9' && pair[1] == b'0');
         run = if next { run + 1 } else { 1 };
         if run >= 6 {
             return true;
