@@ -16,7 +16,7 @@
 //!   and `wo`, not `pa`), one of which starts at an even position wherever it occurs. A probe that
 //!   finds an anchor bigram first tests the byte after it (before it, for keywords that end with
 //!   it) against the bytes the keywords anchored there have in that place: 85% of the probes on
-//!   the benchmark's text end there (6.7% of the whole redaction's instructions saved). Hits
+//!   the benchmark's text end there (about 6% of the whole redaction's instructions saved). Hits
 //!   compare keywords of up to 8 bytes with one masked 64-bit compare.
 //! * [`for_each_byte_in`]: every position of one of a few bytes, eight bytes per step (SWAR).
 //!
