@@ -389,24 +389,25 @@ struct Group {
     /// Their anchors: `anchors[first..first + n]`.
     first: u32,
     n: u32,
-    /// The bytes that may follow the bigram, as [`byte_bit`]s, in those that go on after it (all
-    /// bits for a two-byte keyword), and the bytes that may precede it in those that end with
-    /// it: a probe whose neighbours match neither set has no match.
+    /// The bytes that may follow the bigram, as [`byte_bit`]s, in those that go on after it, and
+    /// the bytes that may precede it in those that end with it (all `next` bits for a two-byte
+    /// keyword anchored on itself): a probe whose neighbours match neither set has no match.
     next: u64,
     prev: u64,
 }
 
-/// A byte's bit in a [`Group`]'s `next` and `prev` sets: its folded value's low six bits (bytes that
-/// compare equal ignoring ASCII case get the same bit; others may share one, which only costs
-/// a compare). No byte (the text ends): every bit.
+/// A byte's bit in a [`Group`]'s `next` and `prev` sets: its folded value's low six bits
+/// (bytes that compare equal ignoring ASCII case get the same bit; others may share one, which
+/// only costs a compare). No byte (the text ends): every bit.
 #[inline(always)]
 fn byte_bit(byte: Option<&u8>) -> u64 {
     byte.map_or(u64::MAX, |b| 1 << ((b | 0x20) & 63))
 }
 
 /// The anchor bigram at `offset` in `kw` as a [`Group`]'s (`next`, `prev`) bits: the byte after
-/// it where the keyword goes on, else the byte before it (a two-byte keyword has neither: its
-/// anchors match whatever is around them).
+/// it where the keyword goes on, else the byte before it. A two-byte keyword anchored on itself
+/// has neither and matches whatever is around it; anchored on its last byte and any byte after
+/// it, its first byte stands before.
 fn neighbour_bits(kw: &[u8], offset: u16) -> (u64, u64) {
     let offset = usize::from(offset);
     match (kw.get(offset + 2), offset.checked_sub(1)) {

@@ -9,7 +9,7 @@
 //! Formats that end in a byte that may also continue a word (`-`, `_`) end at the first byte
 //! that cannot be in the token instead of at `\b`.
 
-use super::{Candidate, RuleSpec, rule};
+use super::{Candidate, RuleSpec, rule, token_like};
 
 /// The prefixed token rules: LLM providers first (what this proxy carries), then the services
 /// an agent's tools and deployments hold tokens for.
@@ -272,18 +272,12 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     ),
 ];
 
-/// The token's bytes look random: two of digits, upper and lower case (a hex body has digits
-/// and letters), no counting run that documentation uses as a stand-in, and not an identifier
-/// made of words (`sb_secret_key_for_testing_only_2024`).
+/// The token's bytes look random: two of digits, upper and lower case as a bearer token's
+/// ([`token_like`]; a hex body has digits and letters), no counting run that documentation uses
+/// as a stand-in, and not an identifier made of words (`sb_secret_key_for_testing_only_2024`).
 pub(super) fn random_body(c: &Candidate<'_>) -> bool {
     let v = c.value;
-    let digits = v.iter().any(u8::is_ascii_digit);
-    let upper = v.iter().any(u8::is_ascii_uppercase);
-    let lower = v.iter().any(u8::is_ascii_lowercase);
-    u8::from(digits) + u8::from(upper) + u8::from(lower) >= 2
-        && crate::entropy::shannon(v) >= 3.5
-        && !counts_up(v)
-        && !made_of_words(v)
+    token_like(c) && crate::entropy::shannon(v) >= 3.5 && !counts_up(v) && !made_of_words(v)
 }
 
 /// Three or more lower-case words of four letters or more between `_`, `-` and `.`: a name, not
