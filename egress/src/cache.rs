@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use clawgate_redact::Redactor;
@@ -191,9 +191,14 @@ impl RedactionCache {
             std::mem::replace(&mut st.previous, current)
         });
         drop(st);
-        // A retired generation is megabytes of strings: it is freed after the lock is released,
-        // so requests looking up the cache meanwhile do not wait for the allocator.
-        drop((stale, replaced, retired));
+        drop(replaced);
+        // A retired generation is megabytes of strings in thousands of allocations: freed on
+        // this request's path, it cost the request about half a millisecond, once every 4 MiB
+        // of new text (the 64 KB all-new p99). It is freed on the reaper thread instead, and
+        // after the lock is released, so requests looking up the cache meanwhile do not wait.
+        if stale.is_some() || retired.is_some() {
+            free_elsewhere(Box::new((stale, retired)));
+        }
         e
     }
 
@@ -217,6 +222,25 @@ impl RedactionCache {
         drop(st);
         drop(dropped);
         true
+    }
+}
+
+/// Drops `garbage` on a thread of its own (started on first use), off the request path; in
+/// place if that thread cannot be started or has gone.
+fn free_elsewhere(garbage: Box<dyn Send>) {
+    static REAPER: OnceLock<Option<mpsc::Sender<Box<dyn Send>>>> = OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Box<dyn Send>>();
+        std::thread::Builder::new()
+            .name("clawgate-reaper".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    match reaper {
+        // A send fails only when the thread has gone; the garbage comes back and is dropped here.
+        Some(tx) => drop(tx.send(garbage)),
+        None => drop(garbage),
     }
 }
 
@@ -267,6 +291,26 @@ mod tests {
         // Another redactor: the cache empties.
         assert!(c.get(&b, &text, h).is_none());
         assert!(c.get(&a, &text, h).is_none());
+    }
+
+    #[test]
+    fn retired_generations_are_freed() {
+        let c = RedactionCache::new(64 * 1024);
+        let a = r();
+        let first = {
+            let t = format!("{:0>1000}", 0);
+            Arc::downgrade(&c.put(&a, &t, c.hash(&t), None, Vec::new()))
+        };
+        // Two generations later the first entry is retired; the reaper thread frees it.
+        for i in 1..200 {
+            let t = format!("{i:0>1000}");
+            c.put(&a, &t, c.hash(&t), None, Vec::new());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while first.strong_count() > 0 {
+            assert!(Instant::now() < deadline, "a retired entry was never freed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     #[test]
