@@ -138,12 +138,18 @@ const CACHE_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Egress {
     /// Drops the redaction cache when no request used it for a minute, so an idle daemon holds
-    /// no old conversations; whether anything was dropped (the caller may then return the freed
-    /// memory to the kernel).
+    /// no old conversations, and with it what the redactor keeps to go faster (its regex search
+    /// caches, built up under load); whether anything was dropped (the caller may then return
+    /// the freed memory to the kernel).
     pub fn release_idle_memory(&self) -> bool {
-        self.inner
+        let released = self
+            .inner
             .cache
-            .release_if_idle(std::time::Instant::now(), CACHE_IDLE)
+            .release_if_idle(std::time::Instant::now(), CACHE_IDLE);
+        if released && let Some(r) = self.inner.redactor.current() {
+            r.release_idle_memory();
+        }
+        released
     }
 
     /// A builder for `config`.
