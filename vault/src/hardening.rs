@@ -57,8 +57,8 @@ pub fn bound_allocator() {
     // One: every arena holds its own freed memory, and the daemon's threads (the egress
     // thread, two tokio workers, blocking threads) allocate little enough that sharing one
     // costs nothing measurable. Under `scripts/bench-egress` two arenas peaked at 55-58 MiB
-    // resident during the load and held 36.5-37.4 MiB idle afterwards; one arena 41-42 and 34.1,
-    // with the same latencies.
+    // resident during the load and held 36.5-37.4 MiB idle afterwards; one arena 41-42 and
+    // 34.1-34.9, with the same latencies (two runs each).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes two integers and only changes the allocator's tuning parameters.
     unsafe {
