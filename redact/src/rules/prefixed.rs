@@ -116,6 +116,7 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
         r"\b(bb_live_[A-Za-z0-9_\-]{20,40})(?:[^A-Za-z0-9_\-]|$)",
         56,
     ),
+    ("elevenlabs-api-key", &["sk_"], r"\b(sk_[0-9a-f]{48})\b", 56),
     // Source hosting, CI and deployment.
     (
         "docker-hub-token",
@@ -146,6 +147,37 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
         &["nfp_"],
         r"\b(nfp_[A-Za-z0-9]{36,40})\b",
         48,
+    ),
+    (
+        "render-api-key",
+        &["rnd_"],
+        r"\b(rnd_[A-Za-z0-9]{32})\b",
+        40,
+    ),
+    (
+        "pulumi-access-token",
+        &["pul-"],
+        r"\b(pul-[0-9a-f]{40})\b",
+        48,
+    ),
+    (
+        "buildkite-token",
+        &["bkua_"],
+        r"\b(bkua_[0-9a-f]{40})\b",
+        48,
+    ),
+    (
+        "databricks-token",
+        &["dapi"],
+        r"\b(dapi[0-9a-f]{32}(?:-[0-9])?)\b",
+        40,
+    ),
+    ("neon-api-key", &["napi_"], r"\b(napi_[a-z0-9]{64})\b", 72),
+    (
+        "alibaba-access-key-id",
+        &["ltai"],
+        r"\b(LTAI[A-Za-z0-9]{12,20})\b",
+        28,
     ),
     (
         "terraform-cloud-token",
@@ -242,8 +274,9 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     ),
     (
         "notion-token",
-        &["ntn_"],
-        r"\b(ntn_[A-Za-z0-9]{40,50})\b",
+        // (`secret_` is the older integration token's prefix: 43 random bytes follow.)
+        &["ntn_", "secret_"],
+        r"\b(ntn_[A-Za-z0-9]{40,50}|secret_[A-Za-z0-9]{43})\b",
         56,
     ),
     (
@@ -260,9 +293,35 @@ const PREFIXED: &[(&str, &[&str], &str, usize)] = &[
     ),
     (
         "square-token",
-        &["sq0atp-", "sq0csp-"],
-        r"\b(sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,43})(?:[^A-Za-z0-9_\-]|$)",
+        // (`EAAA…` is a production access token, 64 bytes.)
+        &["sq0atp-", "sq0csp-", "eaaa"],
+        r"\b(sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,43}|EAAA[A-Za-z0-9_\-]{60})(?:[^A-Za-z0-9_\-]|$)",
+        72,
+    ),
+    (
+        "facebook-access-token",
+        &["eaa"],
+        r"\b(EAA[A-Za-z0-9]{100,400})\b",
+        410,
+    ),
+    (
+        "dropbox-token",
+        // (Short-lived tokens, `sl.` and the newer `sl.u.`.)
+        &["sl."],
+        r"\b(sl\.(?:u\.)?[A-Za-z0-9_\-]{130,1400})(?:[^A-Za-z0-9_\-]|$)",
+        1_410,
+    ),
+    (
+        "contentful-token",
+        &["cfpat-"],
+        r"\b(CFPAT-[A-Za-z0-9_\-]{43})(?:[^A-Za-z0-9_\-]|$)",
         52,
+    ),
+    (
+        "brevo-api-key",
+        &["xkeysib-"],
+        r"\b(xkeysib-[0-9a-f]{64}-[A-Za-z0-9]{16})\b",
+        92,
     ),
     (
         "mapbox-secret-token",
