@@ -367,6 +367,45 @@ const NOT_SECRET_KEY_SUFFIXES: &[&str] = &[
     "source",
 ];
 
+/// `${VAR}`, `$(cmd)`, or `$VAR` alone or followed by what continues a path, a URL or a list
+/// (`$HOME/.netrc`, `$DB_USER@db`): a generated password may start with `$` too, and one like
+/// `$cqvL*U*ChJ$ZEF8%` goes on with a byte no expansion is followed by.
+fn shell_reference(v: &[u8]) -> bool {
+    match v {
+        [b'$', b'{' | b'(', ..] => true,
+        [b'$', first, rest @ ..] if first.is_ascii_alphabetic() || *first == b'_' => {
+            let name_len = rest
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+                .count();
+            rest.get(name_len).is_none_or(|b| {
+                b.is_ascii_whitespace()
+                    || matches!(
+                        b,
+                        b'/' | b'.'
+                            | b':'
+                            | b'-'
+                            | b','
+                            | b';'
+                            | b'@'
+                            | b'}'
+                            | b')'
+                            | b']'
+                            | b'"'
+                            | b'\''
+                            | b'`'
+                            | b'\\'
+                            | b'$'
+                            | b'?'
+                            | b'&'
+                            | b'='
+                    )
+            })
+        }
+        _ => false,
+    }
+}
+
 /// The key of an assignment match: the keyword and the name bytes after it (the match starts
 /// at the keyword).
 fn key_suffix_says_not_secret(matched: &[u8], keyword_len: usize) -> bool {
@@ -391,7 +430,7 @@ fn key_suffix_says_not_secret(matched: &[u8], keyword_len: usize) -> bool {
 /// A reference to another value, not a value: `$VAR`, `${VAR}`, `%(var)s`, `%VAR%` (Windows),
 /// `{{ var }}`.
 fn is_reference(v: &[u8]) -> bool {
-    matches!(v, [b'$', c, ..] if c.is_ascii_alphabetic() || *c == b'_' || *c == b'{' || *c == b'(')
+    shell_reference(v)
         || v.starts_with(b"%(")
         || matches!(v, [b'%', name @ .., b'%'] if !name.is_empty()
             && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'))
