@@ -1017,6 +1017,7 @@ fn as_refs(v: &[String]) -> Vec<&str> {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
+    let only = only();
     std::panic::set_hook(Box::new(|info| {
         eprintln!("egress_load: panic: {info}");
         stop_daemon();
@@ -1037,7 +1038,11 @@ fn main() {
         .map(|i| (format!("BENCH_SECRET_{i:04}"), rng.word(ALNUM, 32)))
         .collect();
 
-    let (throughput, breakdown, build_ms) = redaction_throughput(quick, &vault);
+    let (throughput, breakdown, build_ms) = if only.is_some() {
+        (Vec::new(), 0, 0.0)
+    } else {
+        redaction_throughput(quick, &vault)
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -1062,6 +1067,7 @@ async fn run(
     mut rng: Rng,
     (throughput, breakdown, build_ms): (Vec<Throughput>, usize, f64),
 ) {
+    let only = only();
     let (fake_port, fake) = start_fake().await;
     let d = tokio::task::spawn_blocking(move || start_daemon(fake_port))
         .await
@@ -1164,7 +1170,9 @@ async fn run(
     let done = Arc::new(AtomicBool::new(false));
     let soak_started = Instant::now();
     let mut workers = Vec::new();
-    for w in 0..STREAMS {
+    // (`CLAWGATE_BENCH_ONLY`: no soak.)
+    let streams = if only.is_some() { 0 } else { STREAMS };
+    for w in 0..streams {
         let client = client.clone();
         let url = r.proxy_msgs.clone();
         let token = r.token.clone();
@@ -1232,6 +1240,15 @@ async fn run(
         ] {
             let (n, warm) = if quick { (n / 100, 2) } else { (n, warm) };
             for fresh in [false, true] {
+                let what = if fresh {
+                    "all-new content"
+                } else {
+                    "history resent"
+                };
+                let label = format!("{label:<6} {what}");
+                if !wanted(only.as_deref(), &label, group) {
+                    continue;
+                }
                 let (dd, pp, len) = chat_latency(
                     &client,
                     &r,
@@ -1247,25 +1264,28 @@ async fn run(
                     &mut misses,
                 )
                 .await;
-                if !pace && !fresh {
-                    sizes_seen.push(format!("{label} = {len} B"));
+                let size_label = format!("{} = ", label[..6].trim_end());
+                if !pace
+                    && !sizes_seen
+                        .iter()
+                        .any(|s: &String| s.starts_with(&size_label))
+                {
+                    sizes_seen.push(format!("{size_label}{len} B"));
                 }
-                let what = if fresh {
-                    "all-new content"
-                } else {
-                    "history resent"
-                };
-                rows.push(Row::new(group, format!("{label:<6} {what}"), dd, pp));
+                rows.push(Row::new(group, label, dd, pp));
             }
         }
-        let (n, warm) = if quick { (20, 2) } else { (1000, 100) };
-        let (dd, pp) = ttfb_latency(&client, &r, &sent, pace, warm, n).await;
-        rows.push(Row::new(group, "SSE time to first byte".to_owned(), dd, pp));
+        let label = "SSE time to first byte";
+        if wanted(only.as_deref(), label, group) {
+            let (n, warm) = if quick { (20, 2) } else { (1000, 100) };
+            let (dd, pp) = ttfb_latency(&client, &r, &sent, pace, warm, n).await;
+            rows.push(Row::new(group, label.to_owned(), dd, pp));
+        }
     }
     let rss_after_latency = rss_kib(d.pid);
     // Idle again: the daemon drops an unused redaction cache after a minute and returns free
     // heap pages at its next 30-second sweep (skipped by the quick run).
-    let rss_idle_again = if quick {
+    let rss_idle_again = if quick || only.is_some() {
         None
     } else {
         tokio::time::sleep(Duration::from_secs(60 + 30 + 5)).await;
@@ -1386,7 +1406,7 @@ async fn run(
         mib(rss_started),
         mib(rss_idle),
         mib(rss_after_latency),
-        rss_idle_again.map_or("(not measured by the quick run)".to_owned(), |k| format!(
+        rss_idle_again.map_or("(not measured by this run)".to_owned(), |k| format!(
             "{:.1} MiB",
             mib(k)
         ))
@@ -1463,6 +1483,9 @@ async fn run(
         }
     }
     for kind in ["clean", "dense"] {
+        if throughput.is_empty() {
+            break;
+        }
         let worst = throughput[..breakdown]
             .iter()
             .filter(|t| t.label.starts_with(kind))
@@ -1499,6 +1522,21 @@ async fn run(
         fail("the fake did not see every proxied request exactly once");
     }
     stop_daemon();
+}
+
+/// `CLAWGATE_BENCH_ONLY`: run only the latency rows whose label (`64 KB  all-new content,
+/// back-to-back`, `SSE time to first byte, paced`) contains it, with no throughput runs, no soak
+/// and no wait for idle memory: for profiling the daemon under one kind of request.
+fn only() -> Option<String> {
+    std::env::var("CLAWGATE_BENCH_ONLY")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether a row is run; spaces are compared collapsed (`64 KB all-new` matches).
+fn wanted(only: Option<&str>, label: &str, group: &str) -> bool {
+    let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    only.is_none_or(|o| words(&format!("{label}, {group}")).contains(&words(o)))
 }
 
 fn verdict(ok: bool) -> &'static str {
