@@ -2023,6 +2023,30 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
                 140,
             )
         },
+        // `I set API_KEY to "…"`, `rotated the signing key to …`: a key or token a sentence sets
+        // to a value, a random one only (as `the token is …`).
+        RuleSpec {
+            accept: Some(prose_token),
+            ..rule(
+                "secret-assignment",
+                &["key to", "token to", "secret to"],
+                r#"(?i)\b(?:set|sets|setting|changed?|changing|reset|updated?|rotated?)[ \t]+(?:(?:the|my|our|its|your)[ \t]+)?(?:[A-Za-z0-9_.\-]*(?:token|key|secret)|(?:[a-z]+[ \t]+)?(?:token|key|secret))[ \t]+to[ \t]+[`"']?([A-Za-z0-9+/=_\-.~]{15,}[A-Za-z0-9+/=_\-~])"#,
+                64,
+                140,
+            )
+        },
+        // `I changed the password to …`, `set the root password to "…"`.
+        RuleSpec {
+            accept: Some(prose_password),
+            needs: &[" to "],
+            ..rule(
+                "password-assignment",
+                &["password", "passwd", "passphrase"],
+                r#"(?i)\b(?:set|sets|setting|changed?|changing|reset|updated?)[ \t]+(?:(?:the|my|our|its|your)[ \t]+)?(?:[A-Za-z0-9_.\-]*(?:password|passwd|passphrase)|(?:[a-z]+[ \t]+)?(?:password|passwd|passphrase))[ \t]+to[ \t]+[`"']?([^\s`"']{6,64})"#,
+                48,
+                120,
+            )
+        },
         // `my password is hunter22`, `the passphrase was "…"`, `the admin password for the
         // staging box is …`, `password -> …`.
         RuleSpec {
