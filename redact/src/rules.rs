@@ -2533,19 +2533,26 @@ impl Detector for RuleDetector {
 struct Scratch {
     /// Every keyword hit (start, end, keyword id).
     hits: Vec<(usize, usize, usize)>,
-    /// Per rule, its windows (merged as they come).
-    windows: Vec<Vec<Range<usize>>>,
-    /// Per anchored rule, its hits' starts.
-    starts: Vec<Vec<usize>>,
-    /// The rules that have windows, each once (a text has hits for a few of the ~130 rules;
+    /// The rules that have windows, each once (a text has hits for a few of the ~200 rules;
     /// only these are run and emptied).
     touched: Vec<usize>,
-    /// Per rule, its regex's search cache (lazy DFA states and the like), made on the rule's
-    /// first search with this scratch.
-    caches: Vec<Option<meta::Cache>>,
-    /// Per rule, room for its capture groups, made on the first search that needs them
-    /// (token formats never do).
-    captures: Vec<Option<Captures>>,
+    /// One entry per rule.
+    rules: Vec<RuleScratch>,
+}
+
+/// What one rule's search keeps in a [`Scratch`].
+#[derive(Default)]
+struct RuleScratch {
+    /// Its windows (merged as they come).
+    windows: Vec<Range<usize>>,
+    /// An anchored rule's hits' starts.
+    starts: Vec<usize>,
+    /// Its regex's search cache (lazy DFA states and the like), made on the rule's first search
+    /// with this scratch.
+    cache: Option<meta::Cache>,
+    /// Room for its capture groups, made on the first search that needs them (token formats
+    /// never do).
+    captures: Option<Captures>,
 }
 
 /// Buffers larger than this (in entries) are not kept: one huge text must not leave megabytes
@@ -2561,12 +2568,8 @@ impl RuleDetector {
             .ok()
             .and_then(|mut p| p.pop())
             .unwrap_or_default();
-        let rules = self.rules.len();
-        if s.windows.len() < rules {
-            s.windows.resize_with(rules, Vec::new);
-            s.starts.resize_with(rules, Vec::new);
-            s.caches.resize_with(rules, || None);
-            s.captures.resize_with(rules, || None);
+        if s.rules.len() < self.rules.len() {
+            s.rules.resize_with(self.rules.len(), RuleScratch::default);
         }
         s
     }
@@ -2583,26 +2586,20 @@ impl RuleDetector {
         }
         reset(&mut s.hits);
         for &r in &s.touched {
-            reset(&mut s.windows[r]);
-            reset(&mut s.starts[r]);
+            reset(&mut s.rules[r].windows);
+            reset(&mut s.rules[r].starts);
         }
         s.touched.clear();
         if let Ok(mut pool) = self.scratch.lock() {
             pool.push(s);
         }
     }
-}
 
-impl RuleDetector {
     fn find_with(&self, bytes: &[u8], scratch: &mut Scratch, out: &mut Vec<Finding>) {
         let Scratch {
             hits,
-            windows,
-            starts,
             touched,
-            caches,
-            captures,
-            ..
+            rules: per_rule,
         } = scratch;
         // Every keyword hit, in text order. An anchored rule tries its regex at each hit; the
         // others search windows around their hits, merged as they come (their starts only grow
@@ -2622,14 +2619,17 @@ impl RuleDetector {
             for &r in &self.by_keyword[id] {
                 let rule = &self.rules[r];
                 let window = rule.window(bytes, start, end);
+                let RuleScratch {
+                    windows, starts, ..
+                } = &mut per_rule[r];
                 if rule.shortcuts.anchored {
-                    starts[r].push(start);
+                    starts.push(start);
                 }
-                match windows[r].last_mut() {
+                match windows.last_mut() {
                     Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
-                    Some(_) => windows[r].push(window),
+                    Some(_) => windows.push(window),
                     None => {
-                        windows[r].push(window);
+                        windows.push(window);
                         touched.push(r);
                     }
                 }
@@ -2649,10 +2649,15 @@ impl RuleDetector {
                     .as_deref()
                     .unwrap_or(bytes)
             };
-            let cache = caches[r].get_or_insert_with(|| rule.regex.create_cache());
-            let captures = &mut captures[r];
-            let mut starts = starts[r].iter().copied().peekable();
-            for window in &windows[r] {
+            let RuleScratch {
+                windows,
+                starts,
+                cache,
+                captures,
+            } = &mut per_rule[r];
+            let cache = cache.get_or_insert_with(|| rule.regex.create_cache());
+            let mut starts = starts.iter().copied().peekable();
+            for window in windows.iter() {
                 if !rule.needs_met(bytes, window.clone()) {
                     continue;
                 }
@@ -2679,9 +2684,7 @@ impl RuleDetector {
         }
         self.tables(bytes, hits, out);
     }
-}
 
-impl RuleDetector {
     /// A password or secret keyword on a table row: the table's secret cells. (Kept out of
     /// `find`, whose loops it would otherwise slow: inlined, it cost 3% on text with no table.)
     #[inline(never)]
