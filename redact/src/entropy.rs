@@ -97,8 +97,9 @@ const DIGEST_PREFIXES: &[&[u8]] = &[
     b"sha1-", b"sha256-", b"sha384-", b"sha512-", b"sha256:", b"sha512:", b"h1:", b"md5-",
 ];
 
-/// Prefixes of keys that are public by design (Stripe publishable keys).
-const PUBLIC_PREFIXES: &[&[u8]] = &[b"pk_live_", b"pk_test_"];
+/// Prefixes of keys that are public by design (Stripe publishable keys, Mapbox public tokens:
+/// both are meant for browsers).
+const PUBLIC_PREFIXES: &[&[u8]] = &[b"pk_live_", b"pk_test_", b"pk.eyJ"];
 
 /// Words in the 48 bytes before a value that say it is public or a digest (case-insensitive).
 const NOT_SECRET_BEFORE: &[&str] = &[

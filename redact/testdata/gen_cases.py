@@ -399,6 +399,7 @@ t = r14(33); case("api key set to a value in prose", f'User: I set API_KEY to "{
 t = r14(40); case("signing key rotated to a value", f"Yesterday we rotated the signing key to {t} on all hosts.", [t], "secret-assignment", ["on all hosts."])
 p1 = pw6(); case("password changed to a value in prose", f"I changed the admin password to {p1} yesterday, can you update the config?", [p1], "password-assignment", ["yesterday, can you update the config?"])
 negatives += [
+    ("a mapbox public token in browser code", "mapboxgl.accessToken = 'pk.eyJ1IjoiZXhhbXBsZSIsImEiOiJjbHh5ejk4cnQwYWJjMmtwZDduNG1xd3p0In0.Xk9mQ2rT7vN4wZ8pL3bC6h';\nconst MAPBOX_TOKEN = \"pk.eyJ1IjoiYWNtZSIsImEiOiJja3Z6MnA5cWgwMDFwMnBxcjRrYjZ0cXVzIn0.Qm3Xv8Tz1Lp5Rw9Ky2Nb4g\";\n"),
     ("keys, tokens and passwords set to nothing secret", "set the key to true\nset the token to null\nset the cache key to user:12345\nchange the password to something stronger\nset API_KEY to your own key\nset the token to the value from step 2\nupdate the key to match the new schema_version_identifier\nreset your password to continue\nset the primary key to customer_account_identifier\n"),
 ]
 
