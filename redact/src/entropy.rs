@@ -148,6 +148,49 @@ pub(crate) fn random_enough(token: &[u8]) -> bool {
         && shannon(token) >= 3.7
 }
 
+/// A name in code, not a value: unquoted, made of words (`X509SubjectKeyIDExtension`, see
+/// [`made_of_words`]), and a member path (`constants_1.Socks5Auth.NoAuth`,
+/// `util_1.encoding.base64Encode`) or followed by what follows an expression in code (`(`, `;`,
+/// `,`, `)`, `]`). A random base62 token passes the words test once in 140 (20 bytes) to once in
+/// 3,000 (40), and a token in a `.env` file or a quoted literal is in neither form.
+fn code_reference(bytes: &[u8], from: usize, token: &[u8]) -> bool {
+    // (Cheapest first: most values are quoted, or end a line and hold no dot.)
+    let quoted = from
+        .checked_sub(1)
+        .is_some_and(|i| matches!(bytes[i], b'"' | b'\'' | b'`'));
+    if quoted {
+        return false;
+    }
+    let expression_ends = matches!(
+        bytes.get(from + token.len()),
+        Some(b'(' | b';' | b',' | b')' | b']')
+    );
+    let member_path = || {
+        memchr::memchr(b'.', token).is_some()
+            && token.split(|b| *b == b'.').all(|part| {
+                part.first()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'$'))
+                    && part
+                        .iter()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$'))
+            })
+    };
+    (expression_ends || member_path()) && made_of_words(token)
+}
+
+/// Two thirds or more of the pairs of adjacent letters are common in text (at least ten
+/// pairs): words, not random letters.
+fn made_of_words(token: &[u8]) -> bool {
+    let (mut pairs, mut common) = (0usize, 0usize);
+    for w in token.windows(2) {
+        if w[0].is_ascii_alphabetic() && w[1].is_ascii_alphabetic() {
+            pairs += 1;
+            common += usize::from(crate::scan::common_letter_pair(w[0], w[1]));
+        }
+    }
+    pairs >= 10 && common * 3 >= pairs * 2
+}
+
 /// The longest run of lower-case letters.
 fn longest_lower_run(token: &[u8]) -> usize {
     let (mut best, mut run) = (0, 0);
@@ -468,6 +511,7 @@ impl EntropyDetector {
         if token.len() >= MIN_LEN
             && random_enough(token)
             && !self.known_not_secret(bytes, from, token)
+            && !code_reference(bytes, from, token)
         {
             out.push(Finding {
                 start: from,
@@ -691,7 +735,10 @@ mod tests {
                 continue;
             }
             let t = trim_punctuation(m.as_bytes());
-            if t.len() >= MIN_LEN && !detector.known_not_secret(bytes, from, t) && random_enough(t)
+            if t.len() >= MIN_LEN
+                && !detector.known_not_secret(bytes, from, t)
+                && random_enough(t)
+                && !code_reference(bytes, from, t)
             {
                 out.push((from, from + t.len()));
             }

@@ -116,6 +116,7 @@ pub fn is_placeholder(v: &[u8]) -> bool {
     placeholder_prefix(v)
         || format_placeholder(v)
         || v.iter().all(|b| *b == v[0])
+        || star_mask(v)
         || has_needle(v, scanned)
         || masked(scanned)
 }
@@ -144,6 +145,14 @@ fn format_placeholder(v: &[u8]) -> bool {
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b' '))
     }
+}
+
+/// Stars and punctuation only (`*:*:*:*`, `***-***`): a mask or a wildcard, no value.
+fn star_mask(v: &[u8]) -> bool {
+    // (The first byte first: nearly every value is ruled out there.)
+    v.first().is_some_and(u8::is_ascii_punctuation)
+        && v.contains(&b'*')
+        && v.iter().all(u8::is_ascii_punctuation)
 }
 
 /// Whether a needle starts in `scanned` (it may run on into the rest of `v`).
@@ -325,6 +334,7 @@ const NOT_SECRET_KEY_SUFFIXES: &[&str] = &[
     "strength",
     "changed",
     "updated",
+    "encrypt",
     "file",
     "path",
     "command",
@@ -518,9 +528,25 @@ fn assigned_value(c: &Candidate<'_>, keyword_len: usize) -> bool {
         && !is_reference(v)
         && !code_like(v, c.quoted)
         && !path_like(v)
+        && !url_without_credentials(v)
         && !key_suffix_says_not_secret(c.matched, keyword_len)
         && !written_not_given(v)
         && (c.quoted || !declared_type(v, c.following, after_colon(c)))
+}
+
+/// A URL with no user or password in it (`[RustCrypto/password-hashes]: https://github.com/…`,
+/// a Markdown link definition): where a password is documented, not one.
+fn url_without_credentials(v: &[u8]) -> bool {
+    let Some(scheme_end) = v.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    let scheme = &v[..scheme_end];
+    !scheme.is_empty()
+        && scheme[0].is_ascii_alphabetic()
+        && scheme
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-'))
+        && !v.contains(&b'@')
 }
 
 /// The part of the match before the value (the key and operator of an assignment; the value
@@ -550,11 +576,31 @@ fn pem_body(c: &Candidate<'_>) -> bool {
         .skip(5)
         .find(|(_, w)| *w == b"-----")
         .map_or(c.value.len(), |(i, _)| i + 5);
-    c.value[header_end..]
-        .iter()
-        .filter(|b| b.is_ascii_alphanumeric())
-        .count()
-        >= 16
+    let body = &c.value[header_end..];
+    let body = body
+        .windows(5)
+        .position(|w| w == b"-----")
+        .map_or(body, |end| &body[..end]);
+    // Letters and digits of the body, JSON-escaped line breaks (`\n`) left out; a body of `X`s
+    // only is the documentation's stand-in (`-----BEGIN PRIVATE KEY-----\nXXXX\n…`).
+    let mut material = 0;
+    let mut masked = true;
+    let mut escape = false;
+    for &b in body {
+        if escape {
+            escape = false;
+            if matches!(b, b'n' | b'r') {
+                continue;
+            }
+        }
+        if b == b'\\' {
+            escape = true;
+        } else if b.is_ascii_alphanumeric() {
+            material += 1;
+            masked &= b.eq_ignore_ascii_case(&b'x');
+        }
+    }
+    material >= 16 && !masked
 }
 
 /// Type names of Rust, C and Go declarations (`pub passwd: CString,`, `pwd: *mut passwd`,
@@ -578,7 +624,7 @@ fn declared_type(v: &[u8], following: &[u8], after_colon: bool) -> bool {
         .any(|t| v.eq_ignore_ascii_case(t.as_bytes()));
     let pascal_field = after_colon
         && v.first().is_some_and(u8::is_ascii_uppercase)
-        && v.iter().all(u8::is_ascii_alphabetic)
+        && v.iter().all(|b| b.is_ascii_alphabetic() || *b == b'_')
         && v[1..].iter().any(u8::is_ascii_uppercase)
         && matches!(
             following.first(),
@@ -1438,13 +1484,17 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
             2,
             16_384,
         ),
-        rule(
-            "private-key",
-            &["private key"],
-            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----",
-            40,
-            33_000,
-        ),
+        // A whole block, unless its body is the documentation's `XXXX` ([`pem_body`]).
+        RuleSpec {
+            accept: Some(pem_body),
+            ..rule(
+                "private-key",
+                &["private key"],
+                r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----[\s\S]{16,}?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----",
+                40,
+                33_000,
+            )
+        },
         // A pasted key cut off before its END line: redact the body we can see (a lone header
         // line in documentation has none).
         RuleSpec {
@@ -1632,7 +1682,7 @@ fn format_and_assignment_rules() -> Vec<RuleSpec> {
             ..rule(
                 "password-assignment",
                 &[":5432:", ":*:"],
-                r#"(?m)(?:^|\\n|[ \t"'])[A-Za-z0-9.*_\-]{1,253}:(?:5432|\*):[^:\s"'\\]{1,63}:[^:\s"'\\]{1,63}:([^\s"'\\]{4,128})(?:[ \t\r]*$|\\n|["'])"#,
+                r#"(?m)(?:^|\\n|[ \t"'])[A-Za-z0-9.*_\-]{1,253}:(?:5432|\*):[^:\s"'\\]{1,63}:[^:\s"'\\]{1,63}:([^:\s"'\\]{4,128})(?:[ \t\r]*$|\\n|["'])"#,
                 260,
                 260,
             )

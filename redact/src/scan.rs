@@ -364,6 +364,35 @@ fn commonness(b: u8) -> u32 {
     }
 }
 
+/// Whether two ASCII letters, case folded, are one of [`COMMON_BIGRAMS`]: identifiers made of
+/// words (`X509SubjectKeyIDExtension`) are mostly such pairs, random tokens about 28% of theirs.
+#[inline]
+pub(crate) fn common_letter_pair(a: u8, b: u8) -> bool {
+    a.is_ascii_alphabetic()
+        && b.is_ascii_alphabetic()
+        && COMMON_LETTER_PAIRS[usize::from(a.to_ascii_lowercase() - b'a')]
+            [usize::from(b.to_ascii_lowercase() - b'a')]
+}
+
+/// The letter pairs of [`COMMON_BIGRAMS`], built at compile time.
+static COMMON_LETTER_PAIRS: [[bool; 26]; 26] = {
+    let mut table = [[false; 26]; 26];
+    let mut row = 0;
+    while row < COMMON_BIGRAMS.len() {
+        let bytes = COMMON_BIGRAMS[row];
+        let mut i = 0;
+        while i + 1 < bytes.len() {
+            let (a, b) = (bytes[i], bytes[i + 1]);
+            if a.is_ascii_lowercase() && b.is_ascii_lowercase() {
+                table[(a - b'a') as usize][(b - b'a') as usize] = true;
+            }
+            i += 2;
+        }
+        row += 1;
+    }
+    table
+};
+
 /// How common each folded bigram is (higher: more common).
 fn bigram_costs() -> Vec<u32> {
     let listed: Vec<u8> = COMMON_BIGRAMS.concat();

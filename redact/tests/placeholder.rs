@@ -61,6 +61,7 @@ fn reference(v: &[u8]) -> bool {
         || has_needle
         || masked
         || v.iter().all(|b| *b == v[0])
+        || (v.contains(&b'*') && v.iter().all(u8::is_ascii_punctuation))
 }
 
 #[test]

@@ -264,6 +264,14 @@ fn tab_separated(bytes: &[u8], hit: usize, out: &mut Vec<Finding>) -> Option<usi
     if bytes.get(key_end) != Some(&b'\t') {
         return None;
     }
+    // A key of lower-case letters and dashes only is a configuration word with a tab after it
+    // (PAM's `password<TAB>requisite`, `/etc/services`' `kpasswd<TAB>464/tcp`), not a variable.
+    if bytes[start..key_end]
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || *b == b'-')
+    {
+        return None;
+    }
     let mut from = key_end;
     while bytes.get(from) == Some(&b'\t') {
         from += 1;
