@@ -506,12 +506,13 @@ fn code_like(v: &[u8], quoted: bool) -> bool {
 }
 
 /// A path: absolute with two or more parts (`PWD=/home/agent/project`,
-/// `password_file=/run/secrets/db`), or relative to the home or working directory
-/// (`~/.pgpass`, `./deploy.sh`).
+/// `password_file=/run/secrets/db`) or one lower-case directory (`-v "$PWD":/tmp`), or relative
+/// to the home or working directory (`~/.pgpass`, `./deploy.sh`).
 fn path_like(v: &[u8]) -> bool {
     let relative = v.starts_with(b"~/") || v.starts_with(b"./") || v.starts_with(b"../");
     let slashes = v.iter().filter(|b| **b == b'/').count();
-    (relative || v.starts_with(b"/") && slashes >= 2)
+    let top_directory = v.len() >= 3 && v[0] == b'/' && v[1..].iter().all(u8::is_ascii_lowercase);
+    (relative || top_directory || v.starts_with(b"/") && slashes >= 2)
         && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'~'))
 }
@@ -798,9 +799,14 @@ fn secret_value(c: &Candidate<'_>) -> bool {
 /// A password named in prose (`my password is hunter22`): a digit or symbol and a letter,
 /// so that `the password is stored in the vault` stays.
 fn prose_password(c: &Candidate<'_>) -> bool {
-    // (A full stop or comma after the word ends the sentence, it is no symbol of a password.)
+    // (A full stop or comma after the word ends the sentence, it is no symbol of a password;
+    // nor is a backslash that starts an escape of the string around it, `printed:\n`.)
     let mut v = c.value;
-    while let [rest @ .., b'.' | b',' | b'!' | b'?' | b';' | b':' | b')'] = v {
+    while let [
+        rest @ ..,
+        b'.' | b',' | b'!' | b'?' | b';' | b':' | b')' | b'\\',
+    ] = v
+    {
         v = rest;
     }
     let letter = v.iter().any(u8::is_ascii_alphabetic);
