@@ -7,11 +7,9 @@
 //!   of `usage_inflight`) and the request waits for that commit (tens of microseconds: WAL,
 //!   `synchronous=NORMAL`, so it is in the OS and survives the process dying). The proxy asks
 //!   for it as soon as the body is read ([`UsageStore::begin_early`]) and waits only before the
-//!   upstream send, so the commit overlaps the redaction; the model is named afterwards, in the
-//!   recorder's next transaction (a crash before it counts that request under `unknown`; the
-//!   name waits in a list instead of waking the recorder: a wake-up and a transaction of their
-//!   own cost each request 15% of the recorder's time and a cross-CPU wake on the proxy's
-//!   thread), and a request refused in between deletes its marker;
+//!   upstream send, so the commit overlaps the redaction; the model is named afterwards (a crash
+//!   in between counts that request under `unknown`), and a request refused in between deletes
+//!   its marker;
 //! * when the response ends (or the client cancels, or the upstream fails), its record is
 //!   enqueued without waiting; the recorder adds it to its bucket and deletes the marker in one
 //!   transaction;
@@ -172,6 +170,8 @@ struct Begin {
 
 enum Msg {
     Begin(Begin),
+    /// The model of a marker made before the request body was parsed.
+    Name(i64, String),
     /// A marker whose request was refused before it went upstream.
     Abandon(i64),
     Record(Record),
@@ -263,14 +263,11 @@ impl PendingMarker {
         let rx = self.rx.take().ok_or(Error::RecorderGone)?;
         let id = rx.await.map_err(|_| Error::RecorderGone)??;
         if model != UNKNOWN_MODEL {
-            // Written with whatever the recorder commits next: at the latest this request's
-            // own record (see the module's comment).
             self.store
                 .inner
-                .names
-                .lock()
-                .map_err(|_| Error::RecorderGone)?
-                .push((id, model.to_owned()));
+                .tx
+                .send(Msg::Name(id, model.to_owned()))
+                .map_err(|_| Error::RecorderGone)?;
         }
         Ok(id)
     }
@@ -298,8 +295,6 @@ pub struct UsageStore {
 
 struct StoreInner {
     tx: mpsc::Sender<Msg>,
-    /// Models of committed markers, not written yet (taken by the recorder's next batch).
-    names: Arc<Mutex<Vec<(i64, String)>>>,
     read: Mutex<Connection>,
     ledger: Arc<Mutex<Ledger>>,
 }
@@ -371,16 +366,13 @@ impl UsageStore {
         let ledger = Arc::new(Mutex::new(ledger));
         let (tx, rx) = mpsc::channel();
         let thread_ledger = ledger.clone();
-        let names = Arc::new(Mutex::new(Vec::new()));
-        let thread_names = names.clone();
         std::thread::Builder::new()
             .name("clawgate-usage".into())
-            .spawn(move || recorder(write, rx, thread_ledger, thread_names))
+            .spawn(move || recorder(write, rx, thread_ledger))
             .map_err(|e| Error::io("cannot start the usage recorder thread", e))?;
         Ok(UsageStore {
             inner: Arc::new(StoreInner {
                 tx,
-                names,
                 read: Mutex::new(read),
                 ledger,
             }),
@@ -594,20 +586,7 @@ fn recover_inflight(conn: &Connection) -> Result<u64> {
 /// Most messages committed in one transaction.
 const GROUP_MAX: usize = 256;
 
-fn recorder(
-    mut conn: Connection,
-    rx: mpsc::Receiver<Msg>,
-    ledger: Arc<Mutex<Ledger>>,
-    names: Arc<Mutex<Vec<(i64, String)>>>,
-) {
-    // Names are taken after the batch: a request names its marker before it can send its
-    // record, so the name is in the same transaction as the record or an earlier one.
-    let take_names = || -> Vec<Item> {
-        names.lock().map_or_else(
-            |_| Vec::new(),
-            |mut n| n.drain(..).map(|(id, m)| Item::Name(id, m)).collect(),
-        )
-    };
+fn recorder(mut conn: Connection, rx: mpsc::Receiver<Msg>, ledger: Arc<Mutex<Ledger>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
@@ -616,11 +595,12 @@ fn recorder(
                 Err(_) => break,
             }
         }
-        let mut items = take_names();
+        let mut items = Vec::with_capacity(batch.len());
         let mut flushes = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Begin(b) => items.push(Item::Begin(b)),
+                Msg::Name(id, model) => items.push(Item::Name(id, model)),
                 Msg::Abandon(id) => items.push(Item::Abandon(id)),
                 Msg::Record(r) => items.push(Item::Record(r)),
                 Msg::Deferred(make) => {
@@ -643,8 +623,6 @@ fn recorder(
             let _ = done.send(());
         }
     }
-    // Every sender is gone (the store was dropped): names still waiting are written.
-    commit_batch(&mut conn, take_names());
 }
 
 enum Item {
@@ -863,46 +841,6 @@ mod tests {
                 all[0].incomplete
             ),
             ("sent", "m3", 1, 1)
-        );
-    }
-
-    /// A confirmed marker's model goes with the recorder's next transaction, whatever it is
-    /// (here the next request's marker), without a message of its own.
-    #[tokio::test]
-    async fn a_marker_is_named_by_the_next_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("usage.db");
-        let now = unix_now();
-        let s = UsageStore::open(&path).unwrap();
-        let _first = s
-            .begin_early("first", "openai", now)
-            .unwrap()
-            .confirm("m5")
-            .await
-            .unwrap();
-        // Waits for the commit of its own marker, which also names the first.
-        let _second = s
-            .begin_early("second", "openai", now)
-            .unwrap()
-            .confirm(UNKNOWN_MODEL)
-            .await
-            .unwrap();
-        // What a crash right now would leave (read while the store still runs).
-        let db = Connection::open(&path).unwrap();
-        let mut q = db
-            .prepare("SELECT agent, model FROM usage_inflight ORDER BY agent")
-            .unwrap();
-        let got: Vec<(String, String)> = q
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(
-            got,
-            [
-                ("first".to_owned(), "m5".to_owned()),
-                ("second".to_owned(), UNKNOWN_MODEL.to_owned())
-            ]
         );
     }
 
