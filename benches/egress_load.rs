@@ -1051,6 +1051,7 @@ fn main() {
         .unwrap();
     rt.block_on(run(
         quick,
+        only,
         soak_secs,
         vault,
         rng,
@@ -1062,12 +1063,12 @@ fn main() {
 #[allow(clippy::too_many_lines)]
 async fn run(
     quick: bool,
+    only: Option<String>,
     soak_secs: u64,
     vault: Vec<(String, String)>,
     mut rng: Rng,
     (throughput, breakdown, build_ms): (Vec<Throughput>, usize, f64),
 ) {
-    let only = only();
     let (fake_port, fake) = start_fake().await;
     let d = tokio::task::spawn_blocking(move || start_daemon(fake_port))
         .await

@@ -322,10 +322,13 @@ contexts = [
     lambda t: (f"export SERVICE_CONFIG={t}\nexport REGION=eu-west-1", "export REGION=eu-west-1"),
     lambda t: (f'{{"role": "user", "content": "use {t} for the deploy"}}', "for the deploy"),
 ]
-for i, (rule, make) in enumerate(prefixed):
-    t = make()
-    text, keep = contexts[i % len(contexts)](t)
-    case(f"{rule} ({['prose', 'unnamed variable', 'chat json'][i % len(contexts)]})", text, [t], rule, [keep])
+def prefixed_cases(formats):
+    """One case per (rule, make) format, its token in the contexts in turn."""
+    for i, (rule, make) in enumerate(formats):
+        t = make()
+        text, keep = contexts[i % len(contexts)](t)
+        case(f"{rule} ({['prose', 'unnamed variable', 'chat json'][i % len(contexts)]})", text, [t], rule, [keep])
+prefixed_cases(prefixed)
 negatives += [
     ("words and stand-ins that start like service tokens", "task-runner and disk-usage-report-for-the-main-volume\n.sk-fading-circle .sk-cube-grid\nOPENAI_API_KEY=sk-...\nsk-1234567890abcdef1234567890abcdef\nsk-abcdefghijklmnopqrstuvwxyz123456\nfw_update_firmware_for_device_2024\nhvs.config_backup_2024_01_01_final\nsb_secret_key_for_testing_only_2024\ndckr_pat_your_personal_token_2024x\ngsk_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nlin_api_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\nrubygems_000000000000000000000000000000000000000000000000\nAGE-SECRET-KEY-1...\nthe sq0atp- prefix marks a Square access token\n"),
 ]
@@ -376,10 +379,7 @@ prefixed14 = [
     ("alibaba-access-key-id", lambda: "LTAI" + r14(20)),
     ("render-api-key", lambda: "rnd_" + r14(32)),
 ]
-for i, (rule, make) in enumerate(prefixed14):
-    t = make()
-    text, keep = contexts[i % len(contexts)](t)
-    case(f"{rule} ({['prose', 'unnamed variable', 'chat json'][i % len(contexts)]})", text, [t], rule, [keep])
+prefixed_cases(prefixed14)
 negatives += [
     ("words and names that start like the newer service prefixes", "task_queue = disk_usage(mask_bits)\nsk_buff *skb = alloc_skb(len);\nssl.create_default_context()\nopen('/etc/ssl.conf')\nsl.no-such-thing\nsecret_key_base = ENV.fetch('SECRET_KEY_BASE')\nsecret_name = \"prod/db-credentials\"\nrnd_seed = 42\nrnd_state = np.random.RandomState(rnd_seed)\npul-down menu\nEAAA is not a token, nor is EAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\nsapi_version and dapi docs: dapi00000000000000000000000000000000\nLTAI_PLACEHOLDER_KEY_ID\nxkeysib-your-api-key-here\nCFPAT-...\n"),
 ]
